@@ -1,0 +1,1 @@
+"""Command-line jobs: training, sweeps and benchmarks."""

@@ -1,0 +1,255 @@
+"""Train a ResNet-18 classifier and write a checkpoint with its model card.
+
+Example, the command behind the shipped CIFAR-10 checkpoint::
+
+    python -m experiments.train --data ../shared/data/cifar10-jpeg.tar.gz \
+        --epochs 15 --run-dir runs/cifar10 --output checkpoints/cifar10_resnet18.pt
+
+The recipe: per-image random crop (4-pixel zero padding) and horizontal flip,
+SGD with Nesterov momentum, a one-cycle learning-rate schedule, label
+smoothing and ``drop_last`` batches. On a CPU the model runs in
+channels_last memory format under bf16 autocast. The run directory keeps
+``last.pt`` (weights, optimizer, schedule and progress), so running the same
+command again after an interruption resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from splitnet.checkpoint import save_checkpoint
+from splitnet.data import ImageSet, augment, load_split, normalization_for, normalize, train_val_indices
+from splitnet.evaluate import accuracy
+from splitnet.model import ARCHITECTURES, build_model, load_imagenet_weights
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m experiments.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, help="cifar10, cifar100, an ImageFolder directory or a .tar.gz of one")
+    parser.add_argument("--data-root", default="data", help="download and extraction folder (default: data)")
+    parser.add_argument("--arch", default="cifar_resnet18", choices=ARCHITECTURES)
+    parser.add_argument("--input-size", type=int, default=32, help="input side in pixels (default: 32)")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=0.15, help="peak learning rate of the one-cycle schedule")
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--val-size", type=int, default=5000, help="training images held out for validation")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pretrained", default=None,
+                        help="start from ImageNet weights: 'imagenet' downloads torchvision's, a path loads a file")
+    parser.add_argument("--run-dir", required=True, help="folder for the resumable state (last.pt)")
+    parser.add_argument("--output", required=True, help="path of the final float16 checkpoint")
+    parser.add_argument("--save-every", type=int, default=50, help="steps between saves of the resumable state")
+    parser.add_argument("--limit-train", type=int, default=None, help="use only this many training images (smoke runs)")
+    parser.add_argument("--limit-test", type=int, default=None, help="test on only this many images (smoke runs)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    parser.add_argument("--no-bf16", action="store_true", help="train in float32 instead of bf16 autocast")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser.parse_args(argv)
+
+
+def first_of_permutation(count: int, limit: int, seed: int) -> torch.Tensor:
+    """Return ``limit`` indices drawn without replacement with a fixed seed, sorted."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    return order[: min(limit, count)].sort().values
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    temporary.replace(path)
+
+
+def describe_machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+
+
+def write_model_card(path: Path, metadata: dict[str, Any]) -> None:
+    """Write a Markdown model card beside the checkpoint."""
+    lines = [
+        f"# {path.stem}",
+        "",
+        f"ResNet-18 (`{metadata['arch']}`) for {metadata['num_classes']} classes, "
+        f"{metadata['input_size']}x{metadata['input_size']} RGB input.",
+        "",
+        "| field | value |",
+        "| --- | --- |",
+        f"| training data | `{metadata['train_data']}` ({metadata['train_images']} images, "
+        f"{metadata['val_images']} held out for validation, seed {metadata['seed']}) |",
+        f"| epochs | {metadata['epochs']} |",
+        f"| wall time | {metadata['wall_time_s'] / 60:.1f} min |",
+        f"| machine | {metadata['machine']} |",
+        f"| validation accuracy | {100 * metadata['val_accuracy']:.2f}% |",
+        f"| test accuracy | {100 * metadata['test_accuracy']:.2f}% on {metadata['test_images']} images |",
+        f"| class names | {', '.join(metadata['class_names'])} |",
+        f"| normalisation | mean {metadata['mean']}, std {metadata['std']} |",
+        f"| fingerprint | `{metadata['fingerprint']}` |",
+        "",
+        "Command:",
+        "",
+        "```",
+        metadata["command"],
+        "```",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+def train_epoch(
+    model: nn.Module,
+    train_set: ImageSet,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    criterion: nn.Module,
+    state: dict[str, Any],
+    args: argparse.Namespace,
+    device: torch.device,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    state_path: Path,
+) -> float:
+    """Run the rest of the current epoch from ``state['step']`` and return its mean loss."""
+    epoch = state["epoch"]
+    steps = len(train_set) // args.batch_size
+    order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(args.seed * 100_003 + epoch))
+    use_bf16 = not args.no_bf16
+    model.train()
+
+    losses = []
+    bar = tqdm(range(state["step"], steps), desc=f"epoch {epoch + 1}/{args.epochs}", unit="step",
+               disable=args.no_progress, initial=state["step"], total=steps)
+    started = time.monotonic()
+    for step in bar:
+        index = order[step * args.batch_size : (step + 1) * args.batch_size]
+        generator = torch.Generator().manual_seed(args.seed * 1_000_003 + epoch * 10_007 + step)
+        images = normalize(augment(train_set.images[index], generator), mean, std)
+        images = images.to(device).contiguous(memory_format=torch.channels_last)
+        labels = train_set.labels[index].to(device)
+
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            loss = criterion(model(images), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{scheduler.get_last_lr()[0]:.4f}")
+        state["step"] = step + 1
+        if state["step"] % args.save_every == 0 and state["step"] < steps:
+            state["wall_time_s"] += time.monotonic() - started
+            started = time.monotonic()
+            save_state(state_path, {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "scheduler": scheduler.state_dict()})
+    state["wall_time_s"] += time.monotonic() - started
+    return sum(losses) / max(len(losses), 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state_path = run_dir / "last.pt"
+
+    full_train = load_split(args.data, "train", args.input_size, args.data_root, progress=not args.no_progress)
+    if args.limit_train:
+        full_train = full_train.subset(first_of_permutation(len(full_train), args.limit_train, args.seed))
+    train_index, val_index = train_val_indices(len(full_train), min(args.val_size, len(full_train) // 10 or 1), args.seed)
+    train_set, val_set = full_train.subset(train_index), full_train.subset(val_index)
+    mean, std = normalization_for(args.data)
+    num_classes = len(full_train.class_names)
+    _LOGGER.info("training on %d images, validating on %d, %d classes", len(train_set), len(val_set), num_classes)
+
+    model = build_model(args.arch, num_classes)
+    if args.pretrained:
+        load_imagenet_weights(model, None if args.pretrained == "imagenet" else args.pretrained)
+    model = model.to(device).to(memory_format=torch.channels_last)
+
+    steps_per_epoch = len(train_set) // args.batch_size
+    if steps_per_epoch < 1:
+        raise SystemExit(f"--batch-size {args.batch_size} exceeds the {len(train_set)} training images; lower it")
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
+                                weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
+                                                    steps_per_epoch=steps_per_epoch, pct_start=0.25)
+    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "wall_time_s": 0.0, "history": [], "args": vars(args)}
+    if state_path.exists():
+        saved = torch.load(state_path, map_location=device, weights_only=False)
+        model.load_state_dict(saved.pop("model"))
+        optimizer.load_state_dict(saved.pop("optimizer"))
+        scheduler.load_state_dict(saved.pop("scheduler"))
+        state.update({key: saved[key] for key in ("epoch", "step", "wall_time_s", "history")})
+        _LOGGER.info("resumed from %s at epoch %d, step %d", state_path, state["epoch"] + 1, state["step"])
+
+    while state["epoch"] < args.epochs:
+        loss = train_epoch(model, train_set, optimizer, scheduler, criterion, state, args, device, mean, std, state_path)
+        val_accuracy = accuracy(model, val_set, mean, std, device=device)
+        state["history"].append({"epoch": state["epoch"] + 1, "loss": loss, "val_accuracy": val_accuracy})
+        _LOGGER.info("epoch %d/%d: loss %.4f, validation accuracy %.2f%%, %.1f min so far",
+                     state["epoch"] + 1, args.epochs, loss, 100 * val_accuracy, state["wall_time_s"] / 60)
+        state["epoch"] += 1
+        state["step"] = 0
+        save_state(state_path, {**state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "scheduler": scheduler.state_dict()})
+
+    # The test set is used once, on the final model, and chooses nothing.
+    test_set = load_split(args.data, "test", args.input_size, args.data_root, progress=not args.no_progress)
+    if args.limit_test:
+        test_set = test_set.subset(first_of_permutation(len(test_set), args.limit_test, args.seed))
+    model = model.float().to(memory_format=torch.contiguous_format)
+    test_accuracy = accuracy(model, test_set, mean, std, device=device)
+
+    metadata = {
+        "arch": args.arch,
+        "num_classes": num_classes,
+        "class_names": full_train.class_names,
+        "mean": list(mean),
+        "std": list(std),
+        "input_size": args.input_size,
+        "train_data": args.data,
+        "train_images": len(train_set),
+        "val_images": len(val_set),
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "history": state["history"],
+        "val_accuracy": state["history"][-1]["val_accuracy"],
+        "test_accuracy": test_accuracy,
+        "test_images": len(test_set),
+        "wall_time_s": state["wall_time_s"],
+        "machine": describe_machine(device),
+        "command": "python -m experiments.train " + shlex.join(argv if argv is not None else sys.argv[1:]),
+    }
+    output = Path(args.output)
+    written = save_checkpoint(output, model.cpu(), metadata)
+    write_model_card(output.with_suffix(".md"), written)
+    print(json.dumps({key: written[key] for key in ("val_accuracy", "test_accuracy", "epochs", "wall_time_s",
+                                                    "fingerprint")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(main())
