@@ -1,0 +1,263 @@
+"""``encode`` and ``decode``: a feature map to a self-contained bitstream and back.
+
+The wire format is documented field by field in
+``proto/sparsesplit/v1/bitstream.proto``. ``encode`` returns exactly the
+bytes that ``decode`` needs, and ``decode`` checks every declared size
+against the data present before it allocates or decodes anything.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, overload
+
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from codec.blocks import block_grid, coded_element_mask
+from codec.config import MAX_BITS, MAX_BLOCK_SIZE, MAX_BORDER, MODES, CodecConfig
+from codec.errors import BitstreamError, ChecksumError, UnsupportedVersionError
+from codec.sections import (
+    MAX_SYMBOL_BITS,
+    VALUE_GROUPS,
+    Section,
+    decode_positions,
+    decode_values,
+    encode_positions,
+    encode_values,
+)
+from codec.selection import expand_units, unit_count
+from codec.sparse import MAX_ELEMENTS, MAX_SIDE, SparseMap, analyze, reconstruct
+from sparsesplit.v1 import bitstream_pb2 as pb
+
+FORMAT_VERSION = 1
+
+_MODE_TO_PROTO = {
+    "channel-wise": pb.SELECTION_MODE_CHANNEL_WISE,
+    "region-wise": pb.SELECTION_MODE_REGION_WISE,
+    "global": pb.SELECTION_MODE_GLOBAL,
+}
+_PROTO_TO_MODE = {value: key for key, value in _MODE_TO_PROTO.items()}
+
+
+@dataclass
+class CodecStats:
+    """Sizes of one encoded map, in bits, and the bounds they are measured against.
+
+    ``total_bits`` is the serialized bitstream's length. ``header_bits`` is
+    everything else than tables and codes: protobuf framing, shape,
+    settings, quantization parameters, CRC and byte padding.
+    ``value_entropy_bits`` is the zero-order entropy of the levels times
+    their number, and ``position_bound_bits`` is log2 of the number of ways
+    to choose the kept units (per channel in channel-wise mode).
+    """
+
+    total_bits: int
+    header_bits: int
+    table_bits: int
+    position_bits: int
+    value_bits: int
+    kept_blocks: int
+    kept_units: int
+    coded_values: int
+    value_group: int
+    value_entropy_bits: float
+    position_bound_bits: float
+
+    @property
+    def bound_bits(self) -> float:
+        return self.value_entropy_bits + self.position_bound_bits
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "bound_bits": self.bound_bits}
+
+
+def log2_binomial(n: int, k: int) -> float:
+    """Return log2 of n choose k."""
+    return (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)) / math.log(2)
+
+
+def zero_order_entropy_bits(levels: np.ndarray) -> float:
+    """Return the number of levels times the entropy of their empirical distribution, in bits."""
+    if levels.size == 0:
+        return 0.0
+    counts = np.bincount(levels).astype(np.float64)
+    counts = counts[counts > 0]
+    probabilities = counts / levels.size
+    return float(-(counts * np.log2(probabilities)).sum())
+
+
+def position_bound(sparse: SparseMap) -> float:
+    channels = sparse.shape[0]
+    positions = sparse.positions
+    mode = sparse.config.mode
+    if mode == "channel-wise":
+        return channels * log2_binomial(positions, sparse.units.size // channels)
+    return log2_binomial(unit_count(mode, channels, positions), sparse.units.size)
+
+
+def write_bitstream(sparse: SparseMap) -> tuple[bytes, CodecStats]:
+    """Serialize a ``SparseMap``; return the bytes and their statistics."""
+    config = sparse.config
+    values, group = encode_values(sparse.levels, config.bits)
+    positions = encode_positions(sparse.units)
+
+    body = pb.FeatureMap(
+        channels=sparse.shape[0],
+        height=sparse.shape[1],
+        width=sparse.shape[2],
+        mode=_MODE_TO_PROTO[config.mode],
+        block_size=config.block_size,
+        border=config.border,
+        bits=config.bits,
+        keep_ratio=config.keep_ratio,
+        kept_units=sparse.units.size,
+        offset=float(sparse.offset),
+        scale=float(sparse.scale),
+        value_group=group,
+        positions=pb.CodedSection(**vars(positions)),
+        values=pb.CodedSection(**vars(values)),
+    ).SerializeToString()
+    data = pb.FeatureBitstream(version=FORMAT_VERSION, crc32=zlib.crc32(body), body=body).SerializeToString()
+
+    table_bits = positions.table_bits + values.table_bits
+    position_bits = positions.code_bits + positions.extra_bits
+    value_bits = values.code_bits
+    stats = CodecStats(
+        total_bits=8 * len(data),
+        header_bits=8 * len(data) - table_bits - position_bits - value_bits,
+        table_bits=table_bits,
+        position_bits=position_bits,
+        value_bits=value_bits,
+        kept_blocks=sparse.kept_blocks()[0].size,
+        kept_units=sparse.units.size,
+        coded_values=sparse.levels.size,
+        value_group=group,
+        value_entropy_bits=zero_order_entropy_bits(sparse.levels),
+        position_bound_bits=position_bound(sparse),
+    )
+    return data, stats
+
+
+@overload
+def encode(features: Any, config: CodecConfig, *, with_stats: Literal[False] = ...) -> bytes: ...
+@overload
+def encode(features: Any, config: CodecConfig, *, with_stats: Literal[True]) -> tuple[bytes, CodecStats]: ...
+
+
+def encode(features: Any, config: CodecConfig, *, with_stats: bool = False) -> bytes | tuple[bytes, CodecStats]:
+    """Compress one C x H x W float map (numpy or torch) into a bitstream.
+
+    Raises ``ValueError`` for a map of another rank, an empty or oversized
+    shape, or NaN and infinite values. With ``with_stats``, also returns the
+    ``CodecStats`` of the bitstream.
+    """
+    data, stats = write_bitstream(analyze(features, config))
+    return (data, stats) if with_stats else data
+
+
+def parse(data: bytes) -> pb.FeatureMap:
+    """Check the version and CRC of a bitstream and parse its body."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"a bitstream is bytes, not {type(data).__name__}")
+    try:
+        outer = pb.FeatureBitstream.FromString(bytes(data))
+    except (DecodeError, ValueError) as error:
+        raise BitstreamError(f"not a FeatureBitstream message ({len(data)} bytes): {error}") from error
+
+    if outer.version != FORMAT_VERSION:
+        raise UnsupportedVersionError(
+            f"bitstream format version {outer.version} is not supported; this decoder reads version "
+            f"{FORMAT_VERSION}, so re-encode with a matching release"
+        )
+    actual = zlib.crc32(outer.body)
+    if actual != outer.crc32:
+        raise ChecksumError(f"CRC-32 mismatch: body hashes to {actual:08x}, header records {outer.crc32:08x}")
+
+    try:
+        return pb.FeatureMap.FromString(outer.body)
+    except (DecodeError, ValueError) as error:
+        raise BitstreamError(f"bitstream body is not a FeatureMap message: {error}") from error
+
+
+def check_header(body: pb.FeatureMap) -> CodecConfig:
+    """Validate the shape and settings of a parsed body and return its ``CodecConfig``."""
+    shape = (body.channels, body.height, body.width)
+    if min(shape) < 1 or max(shape) > MAX_SIDE or math.prod(shape) > MAX_ELEMENTS:
+        raise BitstreamError(
+            f"declared shape {shape} is outside the limits: each side 1..{MAX_SIDE}, at most {MAX_ELEMENTS} elements"
+        )
+    if body.mode not in _PROTO_TO_MODE:
+        raise BitstreamError(f"unknown selection mode {body.mode}; valid: {', '.join(MODES)}")
+    if not 1 <= body.block_size <= MAX_BLOCK_SIZE:
+        raise BitstreamError(f"block_size {body.block_size} is outside 1..{MAX_BLOCK_SIZE}")
+    if not 1 <= body.bits <= MAX_BITS:
+        raise BitstreamError(f"bits {body.bits} is outside 1..{MAX_BITS}")
+    if body.border > MAX_BORDER:
+        raise BitstreamError(f"border {body.border} is above {MAX_BORDER}")
+    if not 0.0 < body.keep_ratio <= 1.0:
+        raise BitstreamError(f"keep_ratio {body.keep_ratio} is outside (0, 1]")
+    if body.value_group not in VALUE_GROUPS or body.value_group * body.bits > MAX_SYMBOL_BITS:
+        raise BitstreamError(
+            f"value_group {body.value_group} is invalid for {body.bits}-bit levels; "
+            f"valid: {', '.join(str(g) for g in VALUE_GROUPS if g * body.bits <= MAX_SYMBOL_BITS)}"
+        )
+    if not (math.isfinite(body.offset) and math.isfinite(body.scale) and body.scale >= 0):
+        raise BitstreamError(f"invalid quantization parameters: offset {body.offset}, scale {body.scale}")
+
+    return CodecConfig(
+        mode=_PROTO_TO_MODE[body.mode],
+        keep_ratio=float(body.keep_ratio),
+        block_size=int(body.block_size),
+        bits=int(body.bits),
+        border=int(body.border),
+    )
+
+
+def read_sparse(data: bytes, expected_shape: tuple[int, int, int] | None = None) -> SparseMap:
+    """Parse and entropy-decode a bitstream into a ``SparseMap`` without densifying it."""
+    body = parse(data)
+    config = check_header(body)
+    shape = (int(body.channels), int(body.height), int(body.width))
+    if expected_shape is not None and shape != tuple(expected_shape):
+        raise BitstreamError(f"bitstream holds a map of shape {shape}, expected {tuple(expected_shape)}")
+
+    rows, cols = block_grid(shape[1], shape[2], config.block_size)
+    positions = rows * cols
+    units_total = unit_count(config.mode, shape[0], positions)
+    if not 1 <= body.kept_units <= units_total:
+        raise BitstreamError(f"kept_units {body.kept_units} is outside 1..{units_total}")
+
+    units = decode_positions(Section(**_section_fields(body.positions)), int(body.kept_units), units_total)
+    if config.mode == "channel-wise":
+        per_channel = np.bincount(units // positions, minlength=shape[0])
+        if per_channel.min() != per_channel.max():
+            raise BitstreamError("channel-wise bitstream keeps different numbers of blocks in different channels")
+
+    _, position = expand_units(units, config.mode, shape[0], positions)
+    element_mask = coded_element_mask(shape[1], shape[2], config.block_size, config.border)
+    coded = int(element_mask.sum(axis=1)[position].sum())
+    levels = decode_values(Section(**_section_fields(body.values)), config.bits, int(body.value_group), coded)
+    return SparseMap(shape, config, units, levels, np.float32(body.offset), np.float32(body.scale))
+
+
+def _section_fields(section: pb.CodedSection) -> dict[str, Any]:
+    return {
+        "data": section.data,
+        "table_bits": section.table_bits,
+        "code_bits": section.code_bits,
+        "extra_bits": section.extra_bits,
+    }
+
+
+def decode(data: bytes, expected_shape: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Rebuild the float32 C x H x W map of a bitstream, zero outside the kept blocks.
+
+    Raises ``BitstreamError`` for any bitstream that is truncated, corrupted
+    or inconsistent (``ChecksumError`` for a CRC mismatch and
+    ``UnsupportedVersionError`` for another format version), or whose shape
+    differs from ``expected_shape`` when one is given.
+    """
+    return reconstruct(read_sparse(data, expected_shape))

@@ -1,0 +1,59 @@
+"""Border zeroing and the cutting of feature maps into square blocks.
+
+A C x H x W map is padded with zeros at the bottom and right to
+Hp x Wp, multiples of the block size B, and viewed as C x P x B*B, where
+P = (Hp / B) * (Wp / B) block positions are numbered in raster order and the
+B*B elements of a block are in raster order too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def block_grid(height: int, width: int, block_size: int) -> tuple[int, int]:
+    """Return the number of block rows and block columns that cover an H x W map."""
+    return -(-height // block_size), -(-width // block_size)
+
+
+def to_blocks(features: np.ndarray, block_size: int, border: int) -> np.ndarray:
+    """Zero the border ring of a C x H x W map and return its C x P x B*B blocks."""
+    channels, height, width = features.shape
+    rows, cols = block_grid(height, width, block_size)
+    padded = np.zeros((channels, rows * block_size, cols * block_size), dtype=features.dtype)
+    padded[:, :height, :width] = features
+    if border:
+        interior = interior_mask(height, width, border)
+        padded[:, :height, :width] *= interior
+
+    blocks = padded.reshape(channels, rows, block_size, cols, block_size).transpose(0, 1, 3, 2, 4)
+    return blocks.reshape(channels, rows * cols, block_size * block_size)
+
+
+def from_blocks(blocks: np.ndarray, height: int, width: int, block_size: int) -> np.ndarray:
+    """Reassemble C x P x B*B blocks into a C x H x W map, dropping the padding."""
+    channels = blocks.shape[0]
+    rows, cols = block_grid(height, width, block_size)
+    grid = blocks.reshape(channels, rows, cols, block_size, block_size).transpose(0, 1, 3, 2, 4)
+    return np.ascontiguousarray(grid.reshape(channels, rows * block_size, cols * block_size)[:, :height, :width])
+
+
+def interior_mask(height: int, width: int, border: int) -> np.ndarray:
+    """Return an H x W boolean mask that is False on the border ring."""
+    mask = np.zeros((height, width), dtype=bool)
+    if 2 * border < height and 2 * border < width:
+        mask[border : height - border, border : width - border] = True
+    return mask
+
+
+def coded_element_mask(height: int, width: int, block_size: int, border: int) -> np.ndarray:
+    """Return a P x B*B mask of the block elements that carry values.
+
+    Elements on the border ring or in the padding are zero by construction,
+    so neither the encoder nor the decoder spends symbols on them.
+    """
+    rows, cols = block_grid(height, width, block_size)
+    padded = np.zeros((rows * block_size, cols * block_size), dtype=bool)
+    padded[:height, :width] = interior_mask(height, width, border)
+    grid = padded.reshape(rows, block_size, cols, block_size).transpose(0, 2, 1, 3)
+    return grid.reshape(rows * cols, block_size * block_size)

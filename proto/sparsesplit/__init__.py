@@ -1,0 +1,1 @@
+"""Protocol buffers of the sparse-split wire format, one subpackage per version."""
