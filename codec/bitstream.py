@@ -20,13 +20,18 @@ from codec.blocks import block_grid, coded_element_mask
 from codec.config import MAX_BITS, MAX_BLOCK_SIZE, MAX_BORDER, MODES, CodecConfig
 from codec.errors import BitstreamError, ChecksumError, UnsupportedVersionError
 from codec.sections import (
+    DENSE,
     MAX_SYMBOL_BITS,
+    PART_COUNTS,
     VALUE_GROUPS,
-    Section,
-    decode_positions,
-    decode_values,
-    encode_positions,
-    encode_values,
+    ZERO_RUNS,
+    LevelCoding,
+    decode_indices,
+    decode_levels,
+    encode_indices,
+    encode_levels,
+    join_parts,
+    split_parts,
 )
 from codec.selection import expand_units, unit_count
 from codec.sparse import MAX_ELEMENTS, MAX_SIDE, SparseMap, analyze, reconstruct
@@ -40,6 +45,13 @@ _MODE_TO_PROTO = {
     "global": pb.SELECTION_MODE_GLOBAL,
 }
 _PROTO_TO_MODE = {value: key for key, value in _MODE_TO_PROTO.items()}
+_CODING_TO_PROTO = {DENSE: pb.VALUE_CODING_DENSE, ZERO_RUNS: pb.VALUE_CODING_ZERO_RUNS}
+_PROTO_TO_CODING = {value: key for key, value in _CODING_TO_PROTO.items()}
+
+# Parts of the payload that hold Huffman tables, position codes and value
+# codes (see the part_bits field of the FeatureMap message).
+_TABLE_PARTS = (0, 3, 5)
+_POSITION_PARTS = (1, 2)
 
 
 @dataclass
@@ -47,8 +59,10 @@ class CodecStats:
     """Sizes of one encoded map, in bits, and the bounds they are measured against.
 
     ``total_bits`` is the serialized bitstream's length. ``header_bits`` is
-    everything else than tables and codes: protobuf framing, shape,
-    settings, quantization parameters, CRC and byte padding.
+    everything except tables, codes and extra bits: protobuf framing,
+    shape, settings, quantization parameters, CRC and byte padding.
+    ``value_bits`` covers the level codes and, for zero-run coding, the
+    codes and extra bits of the runs.
     ``value_entropy_bits`` is the zero-order entropy of the levels times
     their number, and ``position_bound_bits`` is log2 of the number of ways
     to choose the kept units (per channel in channel-wise mode).
@@ -63,6 +77,7 @@ class CodecStats:
     kept_units: int
     coded_values: int
     value_group: int
+    value_coding: str
     value_entropy_bits: float
     position_bound_bits: float
 
@@ -101,8 +116,9 @@ def position_bound(sparse: SparseMap) -> float:
 def write_bitstream(sparse: SparseMap) -> tuple[bytes, CodecStats]:
     """Serialize a ``SparseMap``; return the bytes and their statistics."""
     config = sparse.config
-    values, group = encode_values(sparse.levels, config.bits)
-    positions = encode_positions(sparse.units)
+    coding, value_parts = encode_levels(sparse.levels, config.bits)
+    parts = encode_indices(sparse.units) + value_parts
+    payload, part_bits = join_parts(parts)
 
     body = pb.FeatureMap(
         channels=sparse.shape[0],
@@ -112,29 +128,31 @@ def write_bitstream(sparse: SparseMap) -> tuple[bytes, CodecStats]:
         block_size=config.block_size,
         border=config.border,
         bits=config.bits,
-        keep_ratio=config.keep_ratio,
         kept_units=sparse.units.size,
         offset=float(sparse.offset),
         scale=float(sparse.scale),
-        value_group=group,
-        positions=pb.CodedSection(**vars(positions)),
-        values=pb.CodedSection(**vars(values)),
+        value_coding=_CODING_TO_PROTO[coding.method],
+        value_group=coding.group,
+        nonzero_values=coding.nonzero,
+        payload=payload,
+        part_bits=part_bits,
     ).SerializeToString()
     data = pb.FeatureBitstream(version=FORMAT_VERSION, crc32=zlib.crc32(body), body=body).SerializeToString()
 
-    table_bits = positions.table_bits + values.table_bits
-    position_bits = positions.code_bits + positions.extra_bits
-    value_bits = values.code_bits
+    table_bits = sum(part_bits[i] for i in _TABLE_PARTS if i < len(part_bits))
+    position_bits = sum(part_bits[i] for i in _POSITION_PARTS)
+    value_bits = sum(part_bits) - table_bits - position_bits
     stats = CodecStats(
         total_bits=8 * len(data),
-        header_bits=8 * len(data) - table_bits - position_bits - value_bits,
+        header_bits=8 * len(data) - sum(part_bits),
         table_bits=table_bits,
         position_bits=position_bits,
         value_bits=value_bits,
         kept_blocks=sparse.kept_blocks()[0].size,
         kept_units=sparse.units.size,
         coded_values=sparse.levels.size,
-        value_group=group,
+        value_group=coding.group,
+        value_coding=coding.method,
         value_entropy_bits=zero_order_entropy_bits(sparse.levels),
         position_bound_bits=position_bound(sparse),
     )
@@ -182,8 +200,8 @@ def parse(data: bytes) -> pb.FeatureMap:
         raise BitstreamError(f"bitstream body is not a FeatureMap message: {error}") from error
 
 
-def check_header(body: pb.FeatureMap) -> CodecConfig:
-    """Validate the shape and settings of a parsed body and return its ``CodecConfig``."""
+def check_header(body: pb.FeatureMap) -> None:
+    """Check the shape and settings of a parsed body against the format's limits."""
     shape = (body.channels, body.height, body.width)
     if min(shape) < 1 or max(shape) > MAX_SIDE or math.prod(shape) > MAX_ELEMENTS:
         raise BitstreamError(
@@ -197,8 +215,8 @@ def check_header(body: pb.FeatureMap) -> CodecConfig:
         raise BitstreamError(f"bits {body.bits} is outside 1..{MAX_BITS}")
     if body.border > MAX_BORDER:
         raise BitstreamError(f"border {body.border} is above {MAX_BORDER}")
-    if not 0.0 < body.keep_ratio <= 1.0:
-        raise BitstreamError(f"keep_ratio {body.keep_ratio} is outside (0, 1]")
+    if body.value_coding not in _PROTO_TO_CODING:
+        raise BitstreamError(f"unknown value coding {body.value_coding}; valid: {DENSE}, {ZERO_RUNS}")
     if body.value_group not in VALUE_GROUPS or body.value_group * body.bits > MAX_SYMBOL_BITS:
         raise BitstreamError(
             f"value_group {body.value_group} is invalid for {body.bits}-bit levels; "
@@ -207,49 +225,49 @@ def check_header(body: pb.FeatureMap) -> CodecConfig:
     if not (math.isfinite(body.offset) and math.isfinite(body.scale) and body.scale >= 0):
         raise BitstreamError(f"invalid quantization parameters: offset {body.offset}, scale {body.scale}")
 
-    return CodecConfig(
-        mode=_PROTO_TO_MODE[body.mode],
-        keep_ratio=float(body.keep_ratio),
+
+def read_sparse(data: bytes, expected_shape: tuple[int, int, int] | None = None) -> SparseMap:
+    """Parse and entropy-decode a bitstream into a ``SparseMap`` without densifying it.
+
+    The map's ``config.keep_ratio`` is the kept fraction itself: kept units
+    over candidate units (per channel in channel-wise mode).
+    """
+    body = parse(data)
+    check_header(body)
+    shape = (int(body.channels), int(body.height), int(body.width))
+    if expected_shape is not None and shape != tuple(expected_shape):
+        raise BitstreamError(f"bitstream holds a map of shape {shape}, expected {tuple(expected_shape)}")
+
+    mode = _PROTO_TO_MODE[body.mode]
+    rows, cols = block_grid(shape[1], shape[2], body.block_size)
+    positions = rows * cols
+    units_total = unit_count(mode, shape[0], positions)
+    if not 1 <= body.kept_units <= units_total:
+        raise BitstreamError(f"kept_units {body.kept_units} is outside 1..{units_total}")
+    config = CodecConfig(
+        mode=mode,
+        keep_ratio=body.kept_units / units_total,
         block_size=int(body.block_size),
         bits=int(body.bits),
         border=int(body.border),
     )
 
+    coding = LevelCoding(_PROTO_TO_CODING[body.value_coding], int(body.value_group), int(body.nonzero_values))
+    if coding.method == DENSE and coding.nonzero:
+        raise BitstreamError(f"nonzero_values {coding.nonzero} is set, but the values are dense-coded")
+    parts = split_parts(body.payload, list(body.part_bits), PART_COUNTS[coding.method])
 
-def read_sparse(data: bytes, expected_shape: tuple[int, int, int] | None = None) -> SparseMap:
-    """Parse and entropy-decode a bitstream into a ``SparseMap`` without densifying it."""
-    body = parse(data)
-    config = check_header(body)
-    shape = (int(body.channels), int(body.height), int(body.width))
-    if expected_shape is not None and shape != tuple(expected_shape):
-        raise BitstreamError(f"bitstream holds a map of shape {shape}, expected {tuple(expected_shape)}")
-
-    rows, cols = block_grid(shape[1], shape[2], config.block_size)
-    positions = rows * cols
-    units_total = unit_count(config.mode, shape[0], positions)
-    if not 1 <= body.kept_units <= units_total:
-        raise BitstreamError(f"kept_units {body.kept_units} is outside 1..{units_total}")
-
-    units = decode_positions(Section(**_section_fields(body.positions)), int(body.kept_units), units_total)
-    if config.mode == "channel-wise":
+    units = decode_indices(parts[:3], int(body.kept_units), units_total, "positions")
+    if mode == "channel-wise":
         per_channel = np.bincount(units // positions, minlength=shape[0])
         if per_channel.min() != per_channel.max():
             raise BitstreamError("channel-wise bitstream keeps different numbers of blocks in different channels")
 
-    _, position = expand_units(units, config.mode, shape[0], positions)
+    _, position = expand_units(units, mode, shape[0], positions)
     element_mask = coded_element_mask(shape[1], shape[2], config.block_size, config.border)
     coded = int(element_mask.sum(axis=1)[position].sum())
-    levels = decode_values(Section(**_section_fields(body.values)), config.bits, int(body.value_group), coded)
+    levels = decode_levels(parts[3:], coding, config.bits, coded)
     return SparseMap(shape, config, units, levels, np.float32(body.offset), np.float32(body.scale))
-
-
-def _section_fields(section: pb.CodedSection) -> dict[str, Any]:
-    return {
-        "data": section.data,
-        "table_bits": section.table_bits,
-        "code_bits": section.code_bits,
-        "extra_bits": section.extra_bits,
-    }
 
 
 def decode(data: bytes, expected_shape: tuple[int, int, int] | None = None) -> np.ndarray:

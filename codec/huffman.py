@@ -16,6 +16,7 @@ distinct symbols, or be a one-symbol table.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from dataclasses import dataclass
 
@@ -83,6 +84,30 @@ def build_table(frequencies: np.ndarray, symbol_bits: int) -> tuple[HuffmanTable
         # table's length field; halving keeps every symbol present.
         weights = {s: (w + 1) // 2 for s, w in weights.items()}
     return HuffmanTable(symbol_bits, list(count), list(symbols)), codes
+
+
+def estimate_cost(frequencies: np.ndarray, symbol_bits: int) -> int:
+    """Return the bits of a Huffman code for these frequencies, table included.
+
+    It merges weights as Huffman's algorithm does but builds no codes, so it
+    is cheap enough to compare alphabets. Ties may shape the tree
+    differently from ``build_table``, which can change the longest code
+    length and so the table size by a few bits.
+    """
+    weights = frequencies[frequencies > 0].tolist()
+    if len(weights) == 1:
+        return LENGTH_FIELD_BITS + symbol_bits
+
+    heap = [(weight, 0) for weight in weights]
+    heapq.heapify(heap)
+    code_bits = 0
+    while len(heap) > 1:
+        weight_a, depth_a = heapq.heappop(heap)
+        weight_b, depth_b = heapq.heappop(heap)
+        code_bits += weight_a + weight_b
+        heapq.heappush(heap, (weight_a + weight_b, max(depth_a, depth_b) + 1))
+    max_length = min(heap[0][1], MAX_CODE_LENGTH)
+    return LENGTH_FIELD_BITS + max_length * (symbol_bits + 1) + len(weights) * symbol_bits + code_bits
 
 
 def write_table(table: HuffmanTable) -> bitarray:

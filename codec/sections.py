@@ -1,21 +1,26 @@
-"""Coding of the two payload sections: value levels and kept-unit positions.
+"""Entropy coding of the payload: kept-unit positions and value levels.
 
-Each section is a table, then Huffman codes, then raw extra bits, packed
-MSB first. Their exact bit lengths travel in the header, so byte padding is
-never read as data.
+The payload is a sequence of parts (Huffman tables, Huffman codes and raw
+extra bits) packed back to back, MSB first, with the exact bit length of
+every part in the header, so that byte padding is never read as data.
 
-Values: the b-bit levels are grouped ``g`` at a time into one symbol of
-``g * b`` bits (the first level in the most significant bits; the last group
-is padded with level 0). Grouping lets Huffman codes spend less than one bit
-per level and captures the correlation of neighbouring levels. The encoder
-tries every ``g`` in ``VALUE_GROUPS`` with ``g * b <= 8`` and keeps the one
-with the fewest bits, table included.
+Gaps: a sorted sequence of distinct indices becomes gaps, ``i[0]`` and then
+``i[n] - i[n-1] - 1``. A gap d is coded as its class c, the bit length of d
+(0 for d = 0), with a Huffman code over 5-bit classes, and the extra bits
+hold, gap by gap, the c - 1 bits of d below its leading one (for c >= 2), as
+JPEG codes coefficient magnitudes. Positions are the gaps of the kept units.
 
-Positions: the sorted unit indices become gaps, ``u[0]`` and then
-``u[i] - u[i-1] - 1``. A gap d is coded as its class ``c`` = bit length of d
-(0 for d = 0) with a Huffman code over 5-bit classes, followed in the extra
-bits by the ``c - 1`` low bits of d (d minus its leading one) for c >= 2, as
-JPEG codes coefficient magnitudes.
+Levels have two codings, and the encoder estimates both and keeps the smaller:
+
+- dense: the b-bit levels are grouped g at a time into one symbol of g * b
+  bits (the first level in the most significant bits, the last group padded
+  with level 0), so that a Huffman code can spend less than one bit per
+  level and capture the correlation of neighbouring levels. The encoder
+  tries every g in ``VALUE_GROUPS`` with g * b <= 8.
+- zero runs: the indices of the non-zero levels are coded as gaps, and the
+  non-zero levels minus one are grouped as in the dense coding. Post-ReLU
+  features quantize mostly to level 0, and a Huffman code cannot spend less
+  than one bit per symbol, so runs beat groups when zeros dominate.
 """
 
 from __future__ import annotations
@@ -27,105 +32,58 @@ from bitarray import bitarray
 
 from codec.bitpack import pack_fields, to_bit_vector, unpack_fields
 from codec.errors import BitstreamError
-from codec.huffman import build_table, decode_symbols, encode_symbols, read_table, write_table
+from codec.huffman import build_table, decode_symbols, encode_symbols, estimate_cost, read_table, write_table
 
 VALUE_GROUPS = (1, 2, 4, 8)
 MAX_SYMBOL_BITS = 8
 CLASS_BITS = 5
 
+DENSE = "dense"
+ZERO_RUNS = "zero-runs"
+
+# Number of payload parts for each coding: 3 for positions (table, codes,
+# extra bits), then 2 for the levels (table, codes), then for zero runs 3
+# more for the run gaps.
+PART_COUNTS = {DENSE: 5, ZERO_RUNS: 8}
+
 
 @dataclass
-class Section:
-    """A coded section: its bytes and the exact bit length of each part."""
+class LevelCoding:
+    """How the levels were coded, and the header fields the decoder needs for it."""
 
-    data: bytes
-    table_bits: int
-    code_bits: int
-    extra_bits: int
-
-    @classmethod
-    def from_parts(cls, table: bitarray, codes: bitarray, extra: bitarray) -> "Section":
-        joined = table + codes + extra
-        return cls(joined.tobytes(), len(table), len(codes), len(extra))
-
-    def split(self, what: str) -> tuple[bitarray, bitarray, bitarray]:
-        """Return the table, code and extra bits, after checking the lengths against the data."""
-        total = self.table_bits + self.code_bits + self.extra_bits
-        if len(self.data) != (total + 7) // 8:
-            raise BitstreamError(
-                f"{what} section declares {total} bits, which need {(total + 7) // 8} bytes, "
-                f"but carries {len(self.data)} bytes"
-            )
-        bits = bitarray(endian="big")
-        bits.frombytes(self.data)
-        if bits[total:].any():
-            raise BitstreamError(f"{what} section has non-zero padding bits")
-        table_end = self.table_bits
-        code_end = table_end + self.code_bits
-        return bits[:table_end], bits[table_end:code_end], bits[code_end:total]
+    method: str
+    group: int
+    nonzero: int
 
 
-EMPTY_SECTION = Section(b"", 0, 0, 0)
+def join_parts(parts: list[bitarray]) -> tuple[bytes, list[int]]:
+    """Concatenate parts into bytes, zero-padded, and return them with each part's length in bits."""
+    joined = bitarray(endian="big")
+    for part in parts:
+        joined += part
+    return joined.tobytes(), [len(part) for part in parts]
 
 
-def value_groups(bits: int) -> list[int]:
-    """Return the group sizes that the encoder tries for ``bits``-bit levels."""
-    return [g for g in VALUE_GROUPS if g * bits <= MAX_SYMBOL_BITS]
+def split_parts(payload: bytes, part_bits: list[int], expected: int) -> list[bitarray]:
+    """Cut ``payload`` into ``expected`` parts after checking their lengths against it."""
+    if len(part_bits) != expected:
+        raise BitstreamError(f"payload declares {len(part_bits)} parts, this coding needs {expected}")
+    total = sum(part_bits)
+    if len(payload) != (total + 7) // 8:
+        raise BitstreamError(
+            f"payload declares {total} bits, which need {(total + 7) // 8} bytes, but carries {len(payload)} bytes"
+        )
 
+    bits = bitarray(endian="big")
+    bits.frombytes(payload)
+    if bits[total:].any():
+        raise BitstreamError("payload has non-zero padding bits")
 
-def group_levels(levels: np.ndarray, bits: int, group: int) -> np.ndarray:
-    """Pack ``group`` consecutive levels into one symbol each."""
-    padded = np.zeros(-(-levels.size // group) * group, dtype=np.int64)
-    padded[: levels.size] = levels
-    shifts = bits * np.arange(group - 1, -1, -1, dtype=np.int64)
-    return (padded.reshape(-1, group) << shifts).sum(axis=1)
-
-
-def ungroup_levels(symbols: np.ndarray, bits: int, group: int, count: int) -> np.ndarray:
-    """Split symbols back into ``count`` levels."""
-    shifts = bits * np.arange(group - 1, -1, -1, dtype=np.int64)
-    levels = (symbols[:, None] >> shifts) & ((1 << bits) - 1)
-    return levels.reshape(-1)[:count]
-
-
-def encode_values(levels: np.ndarray, bits: int) -> tuple[Section, int]:
-    """Code the levels with the cheapest group size; return the section and that size.
-
-    No levels at all (every kept block lies on the border) gives an empty
-    section.
-    """
-    if levels.size == 0:
-        return EMPTY_SECTION, 1
-
-    best = None
-    for group in value_groups(bits):
-        symbols = group_levels(levels, bits, group)
-        frequencies = np.bincount(symbols, minlength=1 << (group * bits))
-        table, codes = build_table(frequencies, group * bits)
-        cost = table.table_bits() + int((frequencies * table.code_lengths()).sum())
-        if best is None or cost < best[0]:
-            best = (cost, group, table, codes, symbols)
-
-    _, group, table, codes, symbols = best
-    return Section.from_parts(write_table(table), encode_symbols(codes, symbols), bitarray()), group
-
-
-def decode_values(section: Section, bits: int, group: int, count: int) -> np.ndarray:
-    """Decode ``count`` levels of ``bits`` bits coded ``group`` per symbol."""
-    table_bits, code_bits, extra_bits = section.split("values")
-    if count == 0:
-        if section.table_bits or section.code_bits or section.extra_bits:
-            raise BitstreamError("values section must be empty when no element is coded")
-        return np.zeros(0, dtype=np.int64)
-    if extra_bits:
-        raise BitstreamError(f"values section carries {len(extra_bits)} extra bits, expected 0")
-
-    table = read_table(to_bit_vector(table_bits), group * bits, "values")
-    symbols = decode_symbols(code_bits, table, -(-count // group), "values")
-    levels = ungroup_levels(symbols, bits, group, -(-count // group) * group)
-    if levels[count:].any():
-        raise BitstreamError("values section pads its last group with non-zero levels")
-    return levels[:count]
+    parts, start = [], 0
+    for length in part_bits:
+        parts.append(bits[start : start + length])
+        start += length
+    return parts
 
 
 def gap_classes(gaps: np.ndarray) -> np.ndarray:
@@ -136,35 +94,128 @@ def gap_classes(gaps: np.ndarray) -> np.ndarray:
     return classes
 
 
-def encode_positions(units: np.ndarray) -> Section:
-    """Code sorted, distinct unit indices as gap classes plus extra bits."""
-    gaps = np.diff(units, prepend=-1) - 1
+def leading_ones(classes: np.ndarray) -> np.ndarray:
+    return np.where(classes > 0, np.left_shift(1, np.maximum(classes - 1, 0)), 0)
+
+
+def index_gaps(indices: np.ndarray) -> np.ndarray:
+    return np.diff(indices, prepend=-1) - 1
+
+
+def estimate_gap_cost(indices: np.ndarray) -> int:
+    classes = gap_classes(index_gaps(indices))
+    extra = int(np.maximum(classes - 1, 0).sum())
+    return estimate_cost(np.bincount(classes, minlength=1 << CLASS_BITS), CLASS_BITS) + extra
+
+
+def encode_indices(indices: np.ndarray) -> list[bitarray]:
+    """Code sorted, distinct indices as gap classes and extra bits: [table, codes, extra bits]."""
+    gaps = index_gaps(indices)
     classes = gap_classes(gaps)
-    extra_widths = np.maximum(classes - 1, 0)
-    extras = gaps - np.where(classes > 0, np.left_shift(1, np.maximum(classes - 1, 0)), 0)
-
-    frequencies = np.bincount(classes, minlength=1 << CLASS_BITS)
-    table, codes = build_table(frequencies, CLASS_BITS)
-    return Section.from_parts(write_table(table), encode_symbols(codes, classes), pack_fields(extras, extra_widths))
+    table, codes = build_table(np.bincount(classes, minlength=1 << CLASS_BITS), CLASS_BITS)
+    extras = pack_fields(gaps - leading_ones(classes), np.maximum(classes - 1, 0))
+    return [write_table(table), encode_symbols(codes, classes), extras]
 
 
-def decode_positions(section: Section, count: int, units: int) -> np.ndarray:
-    """Decode ``count`` sorted unit indices, each below ``units``."""
-    table_bits, code_bits, extra_bits = section.split("positions")
-    table = read_table(to_bit_vector(table_bits), CLASS_BITS, "positions")
-    classes = decode_symbols(code_bits, table, count, "positions")
+def decode_indices(parts: list[bitarray], count: int, limit: int, what: str) -> np.ndarray:
+    """Decode ``count`` sorted, distinct indices below ``limit``."""
+    table_bits, code_bits, extra_bits = parts
+    table = read_table(to_bit_vector(table_bits), CLASS_BITS, what)
+    classes = decode_symbols(code_bits, table, count, what)
 
-    if classes.max() > max(1, int(units - 1).bit_length()):
-        raise BitstreamError(f"positions section has a gap class {int(classes.max())} too large for {units} units")
-    extra_widths = np.maximum(classes - 1, 0)
-    if int(extra_widths.sum()) != len(extra_bits):
-        raise BitstreamError(
-            f"positions section carries {len(extra_bits)} extra bits, its classes need {int(extra_widths.sum())}"
-        )
-    extras, _ = unpack_fields(to_bit_vector(extra_bits), 0, extra_widths, "positions extra bits")
+    if int(classes.max()) > max(1, (limit - 1).bit_length()):
+        raise BitstreamError(f"{what} has a gap class {int(classes.max())}, too large for {limit} indices")
+    widths = np.maximum(classes - 1, 0)
+    if int(widths.sum()) != len(extra_bits):
+        raise BitstreamError(f"{what} carries {len(extra_bits)} extra bits, its classes need {int(widths.sum())}")
+    extras, _ = unpack_fields(to_bit_vector(extra_bits), 0, widths, f"{what} extra bits")
 
-    gaps = extras + np.where(classes > 0, np.left_shift(1, np.maximum(classes - 1, 0)), 0)
-    positions = np.cumsum(gaps + 1) - 1
-    if positions[-1] >= units:
-        raise BitstreamError(f"positions section points at unit {int(positions[-1])}, beyond the {units} units")
-    return positions
+    indices = np.cumsum(extras + leading_ones(classes) + 1) - 1
+    if indices[-1] >= limit:
+        raise BitstreamError(f"{what} points at index {int(indices[-1])}, beyond the {limit} available")
+    return indices
+
+
+def group_levels(levels: np.ndarray, bits: int, group: int) -> np.ndarray:
+    """Pack ``group`` consecutive levels into one symbol each."""
+    padded = np.zeros(-(-levels.size // group) * group, dtype=np.int64)
+    padded[: levels.size] = levels
+    shifts = bits * np.arange(group - 1, -1, -1, dtype=np.int64)
+    return (padded.reshape(-1, group) << shifts).sum(axis=1)
+
+
+def ungroup_levels(symbols: np.ndarray, bits: int, group: int) -> np.ndarray:
+    """Split each symbol back into ``group`` levels."""
+    shifts = bits * np.arange(group - 1, -1, -1, dtype=np.int64)
+    return ((symbols[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)
+
+
+def best_group(levels: np.ndarray, bits: int) -> tuple[int, int]:
+    """Return the estimated cheapest group size for ``levels`` and its cost in bits."""
+    best_cost, best = None, 1
+    for group in (g for g in VALUE_GROUPS if g * bits <= MAX_SYMBOL_BITS):
+        symbols = group_levels(levels, bits, group)
+        cost = estimate_cost(np.bincount(symbols, minlength=1 << (group * bits)), group * bits)
+        if best_cost is None or cost < best_cost:
+            best_cost, best = cost, group
+    return best, best_cost
+
+
+def encode_grouped(levels: np.ndarray, bits: int, group: int) -> list[bitarray]:
+    symbols = group_levels(levels, bits, group)
+    table, codes = build_table(np.bincount(symbols, minlength=1 << (group * bits)), group * bits)
+    return [write_table(table), encode_symbols(codes, symbols)]
+
+
+def decode_grouped(parts: list[bitarray], bits: int, group: int, count: int, what: str) -> np.ndarray:
+    table_bits, code_bits = parts
+    table = read_table(to_bit_vector(table_bits), group * bits, what)
+    symbols = decode_symbols(code_bits, table, -(-count // group), what)
+    levels = ungroup_levels(symbols, bits, group)
+    if levels[count:].any():
+        raise BitstreamError(f"{what} pads its last group with non-zero levels")
+    return levels[:count]
+
+
+def encode_levels(levels: np.ndarray, bits: int) -> tuple[LevelCoding, list[bitarray]]:
+    """Code the levels with the cheaper coding; return it and its parts.
+
+    No levels at all (every kept block lies on the border) gives two empty
+    parts. Levels that are all zero use the dense coding, whose one-symbol
+    table makes them nearly free.
+    """
+    if levels.size == 0:
+        return LevelCoding(DENSE, 1, 0), [bitarray(), bitarray()]
+
+    dense_group, dense_cost = best_group(levels, bits)
+    nonzero = np.flatnonzero(levels)
+    if nonzero.size:
+        runs_group, runs_cost = best_group(levels[nonzero] - 1, bits)
+        runs_cost += estimate_gap_cost(nonzero)
+        if runs_cost < dense_cost:
+            parts = encode_grouped(levels[nonzero] - 1, bits, runs_group) + encode_indices(nonzero)
+            return LevelCoding(ZERO_RUNS, runs_group, int(nonzero.size)), parts
+
+    return LevelCoding(DENSE, dense_group, 0), encode_grouped(levels, bits, dense_group)
+
+
+def decode_levels(parts: list[bitarray], coding: LevelCoding, bits: int, count: int) -> np.ndarray:
+    """Decode ``count`` levels of ``bits`` bits from their parts."""
+    if count == 0:
+        if any(len(part) for part in parts) or coding.method != DENSE:
+            raise BitstreamError("values must be empty, dense-coded parts when no element is coded")
+        return np.zeros(0, dtype=np.int64)
+
+    if coding.method == DENSE:
+        return decode_grouped(parts, bits, coding.group, count, "values")
+
+    if not 1 <= coding.nonzero <= count:
+        raise BitstreamError(f"nonzero_values {coding.nonzero} is outside 1..{count}")
+    nonzero_levels = decode_grouped(parts[:2], bits, coding.group, coding.nonzero, "values") + 1
+    if int(nonzero_levels.max()) >= 1 << bits:
+        raise BitstreamError(f"values hold level {int(nonzero_levels.max())}, above the {bits}-bit maximum")
+    indices = decode_indices(parts[2:], coding.nonzero, count, "zero runs")
+
+    levels = np.zeros(count, dtype=np.int64)
+    levels[indices] = nonzero_levels
+    return levels

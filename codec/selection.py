@@ -26,27 +26,41 @@ def unit_count(mode: str, channels: int, positions: int) -> int:
     return positions if mode == "region-wise" else channels * positions
 
 
+def top_k_mask(scores: np.ndarray, k: int) -> np.ndarray:
+    """Return a mask of the ``k`` highest scores in each row, ties going to the lowest index.
+
+    This selects the same entries as the first ``k`` of a stable argsort on
+    ``-scores``, in linear time: everything above the k-th largest score,
+    then the earliest entries equal to it.
+    """
+    rows, count = scores.shape
+    if k >= count:
+        return np.ones(scores.shape, dtype=bool)
+
+    threshold = np.partition(scores, count - k, axis=1)[:, count - k][:, None]
+    above = scores > threshold
+    tied = scores == threshold
+    missing = k - above.sum(axis=1, keepdims=True)
+    return above | (tied & (np.cumsum(tied, axis=1) <= missing))
+
+
 def select_units(energy: np.ndarray, mode: str, keep_ratio: float) -> np.ndarray:
     """Return the sorted int64 indices of the kept units for a C x P energy array."""
     channels, positions = energy.shape
 
     if mode == "global":
+        scores = energy.reshape(1, -1)
         k = kept_count(keep_ratio, channels * positions)
-        order = np.argsort(-energy.reshape(-1), kind="stable")[:k]
-        return np.sort(order)
-
-    if mode == "region-wise":
+    elif mode == "region-wise":
+        scores = energy.sum(axis=0)[None, :]
         k = kept_count(keep_ratio, positions)
-        order = np.argsort(-energy.sum(axis=0), kind="stable")[:k]
-        return np.sort(order)
-
-    if mode == "channel-wise":
+    elif mode == "channel-wise":
+        scores = energy
         k = kept_count(keep_ratio, positions)
-        order = np.sort(np.argsort(-energy, axis=1, kind="stable")[:, :k], axis=1)
-        offsets = (np.arange(channels, dtype=np.int64) * positions)[:, None]
-        return (order + offsets).reshape(-1)
+    else:
+        raise ValueError(f"invalid mode {mode!r}")
 
-    raise ValueError(f"invalid mode {mode!r}")
+    return np.flatnonzero(top_k_mask(scores, k)).astype(np.int64)
 
 
 def expand_units(units: np.ndarray, mode: str, channels: int, positions: int) -> tuple[np.ndarray, np.ndarray]:

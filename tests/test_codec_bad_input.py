@@ -9,6 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from codec.bitpack import pack_fields
+from codec.sections import join_parts, split_parts
 from codec import BitstreamError, ChecksumError, CodecConfig, UnsupportedVersionError, decode, encode
 from sparsesplit.v1 import bitstream_pb2 as pb
 from tests.codec_invariants import relu_features
@@ -74,17 +76,11 @@ def test_random_truncations(mode, data):
 
 
 @FUZZ
-@given(
-    st.sampled_from(sorted(VALID)),
-    st.sampled_from(["positions", "values"]),
-    st.integers(0, 2**16),
-    st.integers(0, 2**16),
-    st.integers(0, 2**16),
-)
-def test_random_section_lengths(mode, name, table_bits, code_bits, extra_bits):
+@given(st.sampled_from(sorted(VALID)), st.lists(st.integers(0, 2**20), min_size=0, max_size=10))
+def test_random_part_lengths(mode, part_bits):
     body = body_of(VALID[mode])
-    section = getattr(body, name)
-    section.table_bits, section.code_bits, section.extra_bits = table_bits, code_bits, extra_bits
+    del body.part_bits[:]
+    body.part_bits.extend(part_bits)
     decode_or_bitstream_error(rewrap(body))
 
 
@@ -121,7 +117,9 @@ def mutated(**changes) -> bytes:
         ({"block_size": 65}, "block_size 65"),
         ({"bits": 9}, "bits 9"),
         ({"border": 5000}, "border 5000"),
-        ({"keep_ratio": 0.0}, "keep_ratio 0.0"),
+        ({"value_coding": 0}, "unknown value coding 0"),
+        ({"value_coding": 9}, "unknown value coding 9"),
+        ({"value_coding": 1, "nonzero_values": 3}, "nonzero_values 3 is set"),
         ({"value_group": 3}, "value_group 3"),
         ({"scale": float("nan")}, "quantization parameters"),
         ({"offset": float("inf")}, "quantization parameters"),
@@ -142,35 +140,40 @@ def test_expected_shape_mismatch():
         decode(VALID["global"], expected_shape=(64, 32, 32))
 
 
-def test_section_length_beyond_data():
+def test_part_length_beyond_data():
     body = body_of(VALID["global"])
-    body.values.code_bits += 800
-    with pytest.raises(BitstreamError, match="values section declares"):
+    body.part_bits[4] += 800
+    with pytest.raises(BitstreamError, match="payload declares"):
+        decode(rewrap(body))
+
+
+def test_missing_part_rejected():
+    body = body_of(VALID["global"])
+    del body.part_bits[-1]
+    with pytest.raises(BitstreamError, match="parts"):
         decode(rewrap(body))
 
 
 def test_nonzero_padding_rejected():
     body = body_of(VALID["global"])
-    total = body.values.table_bits + body.values.code_bits
-    if total % 8 == 0:
+    if sum(body.part_bits) % 8 == 0:
         pytest.fail("fixture has no padding bits; pick other features")
-    data = bytearray(body.values.data)
-    data[-1] |= 1
-    body.values.data = bytes(data)
+    payload = bytearray(body.payload)
+    payload[-1] |= 1
+    body.payload = bytes(payload)
     with pytest.raises(BitstreamError, match="padding"):
         decode(rewrap(body))
 
 
 def test_incomplete_prefix_code_rejected():
-    # A table whose codes leave part of the code space unused: lengths 1 and 2
-    # only (Kraft sum 3/4).
-    from codec.bitpack import pack_fields
-    from codec.sections import Section
-
+    # A positions table whose codes leave part of the code space unused:
+    # one code of length 1 and one of length 2 (Kraft sum 3/4).
     body = body_of(VALID["global"])
-    table = pack_fields(np.array([2, 1, 1, 0, 1]), np.array([5, 6, 6, 5, 5]))
-    section = Section.from_parts(table, table[:0], table[:0])
-    body.positions.CopyFrom(pb.CodedSection(**vars(section)))
+    parts = split_parts(body.payload, list(body.part_bits), len(body.part_bits))
+    parts[0] = pack_fields(np.array([2, 1, 1, 0, 1]), np.array([5, 6, 6, 5, 5]))
+    body.payload, part_bits = join_parts(parts)
+    del body.part_bits[:]
+    body.part_bits.extend(part_bits)
     with pytest.raises(BitstreamError, match="Kraft sum 3/4"):
         decode(rewrap(body))
 

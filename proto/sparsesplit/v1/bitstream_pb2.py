@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esparsesplit/v1/bitstream.proto\x12\x0esparsesplit.v1\"@\n\x10\x46\x65\x61tureBitstream\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\r\n\x05\x63rc32\x18\x02 \x01(\x07\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"\xd7\x02\n\nFeatureMap\x12\x10\n\x08\x63hannels\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12+\n\x04mode\x18\x04 \x01(\x0e\x32\x1d.sparsesplit.v1.SelectionMode\x12\x12\n\nblock_size\x18\x05 \x01(\r\x12\x0e\n\x06\x62order\x18\x06 \x01(\r\x12\x0c\n\x04\x62its\x18\x07 \x01(\r\x12\x12\n\nkeep_ratio\x18\x08 \x01(\x02\x12\x12\n\nkept_units\x18\t \x01(\r\x12\x0e\n\x06offset\x18\n \x01(\x02\x12\r\n\x05scale\x18\x0b \x01(\x02\x12\x13\n\x0bvalue_group\x18\x0c \x01(\r\x12/\n\tpositions\x18\r \x01(\x0b\x32\x1c.sparsesplit.v1.CodedSection\x12,\n\x06values\x18\x0e \x01(\x0b\x32\x1c.sparsesplit.v1.CodedSection\"W\n\x0c\x43odedSection\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\ntable_bits\x18\x02 \x01(\r\x12\x11\n\tcode_bits\x18\x03 \x01(\r\x12\x12\n\nextra_bits\x18\x04 \x01(\r*\x8b\x01\n\rSelectionMode\x12\x1e\n\x1aSELECTION_MODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSELECTION_MODE_CHANNEL_WISE\x10\x01\x12\x1e\n\x1aSELECTION_MODE_REGION_WISE\x10\x02\x12\x19\n\x15SELECTION_MODE_GLOBAL\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esparsesplit/v1/bitstream.proto\x12\x0esparsesplit.v1\"@\n\x10\x46\x65\x61tureBitstream\x12\x0f\n\x07version\x18\x01 \x01(\r\x12\r\n\x05\x63rc32\x18\x02 \x01(\x07\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"\xd3\x02\n\nFeatureMap\x12\x10\n\x08\x63hannels\x18\x01 \x01(\r\x12\x0e\n\x06height\x18\x02 \x01(\r\x12\r\n\x05width\x18\x03 \x01(\r\x12+\n\x04mode\x18\x04 \x01(\x0e\x32\x1d.sparsesplit.v1.SelectionMode\x12\x12\n\nblock_size\x18\x05 \x01(\r\x12\x0e\n\x06\x62order\x18\x06 \x01(\r\x12\x0c\n\x04\x62its\x18\x07 \x01(\r\x12\x12\n\nkept_units\x18\x08 \x01(\r\x12\x0e\n\x06offset\x18\t \x01(\x02\x12\r\n\x05scale\x18\n \x01(\x02\x12\x31\n\x0cvalue_coding\x18\x0b \x01(\x0e\x32\x1b.sparsesplit.v1.ValueCoding\x12\x13\n\x0bvalue_group\x18\x0c \x01(\r\x12\x16\n\x0enonzero_values\x18\r \x01(\r\x12\x0f\n\x07payload\x18\x0e \x01(\x0c\x12\x11\n\tpart_bits\x18\x0f \x03(\r*\x8b\x01\n\rSelectionMode\x12\x1e\n\x1aSELECTION_MODE_UNSPECIFIED\x10\x00\x12\x1f\n\x1bSELECTION_MODE_CHANNEL_WISE\x10\x01\x12\x1e\n\x1aSELECTION_MODE_REGION_WISE\x10\x02\x12\x19\n\x15SELECTION_MODE_GLOBAL\x10\x03*_\n\x0bValueCoding\x12\x1c\n\x18VALUE_CODING_UNSPECIFIED\x10\x00\x12\x16\n\x12VALUE_CODING_DENSE\x10\x01\x12\x1a\n\x16VALUE_CODING_ZERO_RUNS\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sparsesplit.v1.bitstream_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SELECTIONMODE']._serialized_start=552
-  _globals['_SELECTIONMODE']._serialized_end=691
+  _globals['_SELECTIONMODE']._serialized_start=459
+  _globals['_SELECTIONMODE']._serialized_end=598
+  _globals['_VALUECODING']._serialized_start=600
+  _globals['_VALUECODING']._serialized_end=695
   _globals['_FEATUREBITSTREAM']._serialized_start=50
   _globals['_FEATUREBITSTREAM']._serialized_end=114
   _globals['_FEATUREMAP']._serialized_start=117
-  _globals['_FEATUREMAP']._serialized_end=460
-  _globals['_CODEDSECTION']._serialized_start=462
-  _globals['_CODEDSECTION']._serialized_end=549
+  _globals['_FEATUREMAP']._serialized_end=456
 # @@protoc_insertion_point(module_scope)

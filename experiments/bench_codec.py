@@ -1,0 +1,178 @@
+"""Benchmark the codec: real bits against the entropy bound and zstd, and its speed.
+
+For every mode, keep ratio and bit depth, on the same feature maps, it
+reports the mean real bits per map (the serialized bitstream), the bound
+(zero-order entropy of the levels plus log2 of the number of ways to choose
+the kept units), zstd level 19 and zlib level 9 on the same quantized
+sparse data (a bitmap of kept units followed by the uint8 levels), and the
+encode and decode time per map beside the head's forward time per image,
+all on one CPU thread. Results go to stdout as JSON; ``--markdown`` also
+prints a table to stderr.
+
+    python -m experiments.bench_codec --checkpoint checkpoints/cifar10_resnet18.pt \
+        --data ../shared/data/cifar10-jpeg.tar.gz --maps 200 --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+import zlib
+
+import numpy as np
+import torch
+import zstandard
+
+from codec import CodecConfig, decode, encode
+from codec.sparse import analyze
+from codec.selection import unit_count
+from experiments.features import model_features, synthetic_features
+from splitnet.model import SplitModel, build_model
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench_codec", description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="model whose head output to code; without it, synthetic maps")
+    parser.add_argument("--data", default="cifar10", help="test images for --checkpoint (name, folder or .tar.gz)")
+    parser.add_argument("--data-root", default="data")
+    parser.add_argument("--split", default="layer1")
+    parser.add_argument("--maps", type=int, default=200, help="number of feature maps (default: 200)")
+    parser.add_argument("--modes", default="channel-wise,region-wise,global")
+    parser.add_argument("--keep-ratios", default="0.5,0.1,0.05")
+    parser.add_argument("--bits", default="2,4")
+    parser.add_argument("--block-size", type=int, default=4)
+    parser.add_argument("--border", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--markdown", action="store_true", help="also print a Markdown table to stderr")
+    return parser.parse_args(argv)
+
+
+def sparse_payload(features: np.ndarray, config: CodecConfig) -> bytes:
+    """Return the baseline's input: a bitmap of the kept units, then the uint8 levels."""
+    sparse = analyze(features, config)
+    units = np.zeros(unit_count(config.mode, sparse.shape[0], sparse.positions), dtype=bool)
+    units[sparse.units] = True
+    return np.packbits(units).tobytes() + sparse.levels.astype(np.uint8).tobytes()
+
+
+def time_per_call(function, items: list) -> float:
+    """Return the mean wall time of ``function`` over ``items``, in milliseconds."""
+    started = time.perf_counter()
+    for item in items:
+        function(item)
+    return 1000 * (time.perf_counter() - started) / len(items)
+
+
+@torch.no_grad()
+def head_time_ms(model: SplitModel, shape: tuple[int, int, int], repeats: int = 50) -> float:
+    """Return the head's forward time for one image at batch 1, in milliseconds."""
+    image = torch.randn(1, *shape)
+    for _ in range(5):
+        model.head(image)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        model.head(image)
+    return 1000 * (time.perf_counter() - started) / repeats
+
+
+def measure(maps: np.ndarray, config: CodecConfig, compressor: zstandard.ZstdCompressor) -> dict:
+    """Return one result row for ``config`` over ``maps``."""
+    streams, stats = zip(*(encode(m, config, with_stats=True) for m in maps))
+    payloads = [sparse_payload(m, config) for m in maps]
+
+    encode_ms = time_per_call(lambda m: encode(m, config), list(maps))
+    decode_ms = time_per_call(decode, list(streams))
+
+    real = np.mean([s.total_bits for s in stats])
+    header = np.mean([s.header_bits for s in stats])
+    bound = np.mean([s.bound_bits for s in stats])
+    return {
+        "mode": config.mode,
+        "keep_ratio": config.keep_ratio,
+        "bits": config.bits,
+        "real_bits": float(real),
+        "header_bits": float(header),
+        "table_bits": float(np.mean([s.table_bits for s in stats])),
+        "position_bits": float(np.mean([s.position_bits for s in stats])),
+        "value_bits": float(np.mean([s.value_bits for s in stats])),
+        "bound_bits": float(bound),
+        "value_entropy_bits": float(np.mean([s.value_entropy_bits for s in stats])),
+        "position_bound_bits": float(np.mean([s.position_bound_bits for s in stats])),
+        "real_over_bound_plus_header": float(real / (bound + header)),
+        "meets_bound_target": bool(real <= 1.10 * bound + header),
+        "zstd19_bits": float(np.mean([8 * len(compressor.compress(p)) for p in payloads])),
+        "zlib9_bits": float(np.mean([8 * len(zlib.compress(p, 9)) for p in payloads])),
+        "value_groups": sorted({s.value_group for s in stats}),
+        "encode_ms": encode_ms,
+        "decode_ms": decode_ms,
+    }
+
+
+def markdown_table(rows: list[dict], head_ms: float) -> str:
+    lines = [
+        "| mode | keep | bits | real bits | bound | header | real / (1.1 bound + header) | zstd-19 | zlib-9 "
+        "| beats zstd | encode ms | decode ms | (enc+dec) / head |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        ratio = row["real_bits"] / (1.1 * row["bound_bits"] + row["header_bits"])
+        lines.append(
+            f"| {row['mode']} | {row['keep_ratio']} | {row['bits']} | {row['real_bits']:.0f} | {row['bound_bits']:.0f} "
+            f"| {row['header_bits']:.0f} | {ratio:.3f} | {row['zstd19_bits']:.0f} | {row['zlib9_bits']:.0f} "
+            f"| {'yes' if row['real_bits'] <= row['zstd19_bits'] else 'no'} | {row['encode_ms']:.2f} "
+            f"| {row['decode_ms']:.2f} | {(row['encode_ms'] + row['decode_ms']) / head_ms:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+
+    if args.checkpoint:
+        maps, model, metadata = model_features(args.checkpoint, args.data, args.maps, args.split, args.data_root, args.seed)
+        source = f"{args.checkpoint} {args.split} on {args.maps} test images of {args.data}"
+        input_size = int(metadata["input_size"])
+    else:
+        maps = synthetic_features(args.maps, seed=args.seed)
+        model = SplitModel(build_model("cifar_resnet18", 10), args.split).eval()
+        source = f"synthetic post-ReLU maps 64x32x32 (experiments.features.synthetic_features), seed {args.seed}"
+        input_size = 32
+    head_ms = head_time_ms(model, (3, input_size, input_size))
+    _LOGGER.info("coding %d maps of shape %s; head forward %.2f ms per image", len(maps), maps.shape[1:], head_ms)
+
+    compressor = zstandard.ZstdCompressor(level=19)
+    rows = []
+    for mode in args.modes.split(","):
+        for keep_ratio in (float(r) for r in args.keep_ratios.split(",")):
+            for bits in (int(b) for b in args.bits.split(",")):
+                config = CodecConfig(mode=mode, keep_ratio=keep_ratio, block_size=args.block_size, bits=bits,
+                                     border=args.border)
+                rows.append(measure(maps, config, compressor))
+                _LOGGER.info("%s keep %.2f bits %d: %.0f bits", mode, keep_ratio, bits, rows[-1]["real_bits"])
+
+    result = {
+        "source": source,
+        "maps": len(maps),
+        "feature_shape": list(maps.shape[1:]),
+        "block_size": args.block_size,
+        "border": args.border,
+        "head_forward_ms": head_ms,
+        "machine": f"{platform.machine()} {platform.processor() or 'CPU'}, 1 torch thread, torch {torch.__version__}",
+        "rows": rows,
+    }
+    print(json.dumps(result, indent=2))
+    if args.markdown:
+        print(markdown_table(rows, head_ms), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(main())
