@@ -3,7 +3,7 @@
 Example, the command behind the shipped CIFAR-10 checkpoint::
 
     python -m experiments.train --data ../shared/data/cifar10-jpeg.tar.gz \
-        --epochs 15 --run-dir runs/cifar10 --output checkpoints/cifar10_resnet18.pt
+        --epochs 11 --run-dir runs/cifar10 --output checkpoints/cifar10_resnet18.pt
 
 The recipe: per-image random crop (4-pixel zero padding) and horizontal flip,
 SGD with Nesterov momentum, a one-cycle learning-rate schedule, label
@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--save-every", type=int, default=50, help="steps between saves of the resumable state")
     parser.add_argument("--limit-train", type=int, default=None, help="use only this many training images (smoke runs)")
     parser.add_argument("--limit-test", type=int, default=None, help="test on only this many images (smoke runs)")
+    parser.add_argument("--skip-corrupt", action="store_true", help="skip image files that fail to decode")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
     parser.add_argument("--no-bf16", action="store_true", help="train in float32 instead of bf16 autocast")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     state_path = run_dir / "last.pt"
 
-    full_train = load_split(args.data, "train", args.input_size, args.data_root, progress=not args.no_progress)
+    full_train = load_split(args.data, "train", args.input_size, args.data_root, skip_corrupt=args.skip_corrupt,
+                            progress=not args.no_progress)
     if args.limit_train:
         full_train = full_train.subset(first_of_permutation(len(full_train), args.limit_train, args.seed))
     train_index, val_index = train_val_indices(len(full_train), min(args.val_size, len(full_train) // 10 or 1), args.seed)
@@ -181,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     num_classes = len(full_train.class_names)
     _LOGGER.info("training on %d images, validating on %d, %d classes", len(train_set), len(val_set), num_classes)
 
+    torch.manual_seed(args.seed)
     model = build_model(args.arch, num_classes)
     if args.pretrained:
         load_imagenet_weights(model, None if args.pretrained == "imagenet" else args.pretrained)
@@ -200,8 +203,21 @@ def main(argv: list[str] | None = None) -> int:
         saved = torch.load(state_path, map_location=device, weights_only=False)
         model.load_state_dict(saved.pop("model"))
         optimizer.load_state_dict(saved.pop("optimizer"))
-        scheduler.load_state_dict(saved.pop("scheduler"))
+        saved_scheduler = saved.pop("scheduler")
         state.update({key: saved[key] for key in ("epoch", "step", "wall_time_s", "history")})
+        done_steps = state["epoch"] * steps_per_epoch + state["step"]
+        if saved_scheduler["total_steps"] == scheduler.total_steps:
+            scheduler.load_state_dict(saved_scheduler)
+        else:
+            # A changed --epochs re-plans the one-cycle schedule over the new
+            # length and continues from the steps already taken.
+            if done_steps >= scheduler.total_steps:
+                raise SystemExit(f"{state_path} has already run {done_steps} steps, more than --epochs "
+                                 f"{args.epochs} allows ({scheduler.total_steps}); raise --epochs")
+            _LOGGER.warning("re-planning the learning-rate schedule from %d to %d steps at step %d",
+                            saved_scheduler["total_steps"], scheduler.total_steps, done_steps)
+            for _ in range(done_steps):
+                scheduler.step()
         _LOGGER.info("resumed from %s at epoch %d, step %d", state_path, state["epoch"] + 1, state["step"])
 
     while state["epoch"] < args.epochs:
@@ -216,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
                                 "scheduler": scheduler.state_dict()})
 
     # The test set is used once, on the final model, and chooses nothing.
-    test_set = load_split(args.data, "test", args.input_size, args.data_root, progress=not args.no_progress)
+    test_set = load_split(args.data, "test", args.input_size, args.data_root, skip_corrupt=args.skip_corrupt,
+                          progress=not args.no_progress)
     if args.limit_test:
         test_set = test_set.subset(first_of_permutation(len(test_set), args.limit_test, args.seed))
     model = model.float().to(memory_format=torch.contiguous_format)

@@ -114,8 +114,16 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"{path} has checkpoint format version {version!r}; this release reads version {FORMAT_VERSION}"
         )
 
-    metadata = payload["metadata"]
-    state = payload["state_dict"]
+    metadata = payload.get("metadata")
+    state = payload.get("state_dict")
+    if not isinstance(metadata, dict) or not isinstance(state, dict):
+        raise CheckpointError(f"{path} is invalid: it lacks its metadata or state_dict; write it with save_checkpoint")
+    missing = [key for key in (*REQUIRED_METADATA, "fingerprint") if key not in metadata]
+    if missing:
+        raise CheckpointError(
+            f"{path} is invalid: its metadata lacks {', '.join(missing)}; write it with save_checkpoint"
+        )
+
     actual = fingerprint_state(state)
     if actual != metadata.get("fingerprint"):
         raise CheckpointError(
@@ -123,8 +131,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             f"but its metadata records {str(metadata.get('fingerprint'))[:12]}"
         )
 
-    model = build_model(metadata["arch"], int(metadata["num_classes"]))
-    model.load_state_dict({name: tensor.to(torch.float32) if tensor.is_floating_point() else tensor
-                           for name, tensor in state.items()})
+    try:
+        model = build_model(metadata["arch"], int(metadata["num_classes"]))
+        model.load_state_dict({name: tensor.to(torch.float32) if tensor.is_floating_point() else tensor
+                               for name, tensor in state.items()})
+    except (ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path} is invalid: its weights do not fit its metadata: {error}") from error
     model.eval()
     return Checkpoint(model=model, metadata=metadata)

@@ -21,6 +21,8 @@ def predict(
 ) -> torch.Tensor:
     """Return the predicted class of every image, in order, as an int64 tensor."""
     model.eval()
+    if len(image_set) == 0:
+        return torch.zeros(0, dtype=torch.long)
     predictions = []
     starts = range(0, len(image_set), batch_size)
     for start in tqdm(starts, desc="evaluating", unit="batch", disable=not progress, leave=False):
