@@ -7,7 +7,7 @@ from bitarray import bitarray
 
 from codec.errors import BitstreamError
 
-MAX_FIELD_BITS = 32
+MAX_FIELD_BITS = 32  # the widest field unpack_fields reads
 
 
 def pack_fields(values: np.ndarray, widths: np.ndarray) -> bitarray:
@@ -28,29 +28,27 @@ def pack_fields(values: np.ndarray, widths: np.ndarray) -> bitarray:
     return packed[:total]
 
 
-def to_bit_vector(bits: bitarray) -> np.ndarray:
-    """Return the bits of ``bits`` as a uint8 numpy array of zeros and ones."""
-    return np.unpackbits(np.frombuffer(bits.tobytes(), dtype=np.uint8))[: len(bits)]
-
-
-def unpack_fields(bit_vector: np.ndarray, start: int, widths: np.ndarray, what: str) -> tuple[np.ndarray, int]:
-    """Read fields of the given widths from ``bit_vector`` at ``start``.
+def unpack_fields(bits: bitarray, start: int, widths: np.ndarray, what: str) -> tuple[np.ndarray, int]:
+    """Read fields of the given widths (0 to 32 bits each) from ``bits`` at ``start``.
 
     Returns the int64 values and the position after the last field. Raises
     ``BitstreamError`` naming ``what`` when the bits run out.
     """
     widths = np.asarray(widths, dtype=np.int64)
     end = start + int(widths.sum())
-    if end > bit_vector.size:
-        raise BitstreamError(f"{what} is truncated: it needs {end - start} bits, {bit_vector.size - start} are left")
-    if widths.size == 0 or end == start:
-        return np.zeros(widths.size, dtype=np.int64), end
+    if end > len(bits):
+        raise BitstreamError(f"{what} is truncated: it needs {end - start} bits, {len(bits) - start} are left")
+    if widths.size == 0:
+        return np.zeros(0, dtype=np.int64), end
 
-    span = int(widths.max())
-    column = np.arange(span, dtype=np.int64)[None, :]
+    # Each field lies within the 8 bytes that start at the byte holding its
+    # first bit, because a field has at most 32 bits and starts at most 7
+    # bits into that byte. Read those bytes as one big-endian 64-bit word,
+    # drop the bits before the field, then keep its top ``width`` bits.
+    data = np.frombuffer(bits.tobytes() + bytes(8), dtype=np.uint8)
     starts = start + np.cumsum(widths) - widths
-    present = column < widths[:, None]
-    index = np.where(present, starts[:, None] + column, 0)
-    weights = np.where(present, np.left_shift(1, np.maximum(widths[:, None] - 1 - column, 0)), 0)
-    values = (bit_vector[index].astype(np.int64) * weights).sum(axis=1)
-    return values, end
+    windows = data[(starts >> 3)[:, None] + np.arange(8)]
+    words = windows.view(">u8").reshape(-1).astype(np.uint64)
+    aligned = words << (starts & 7).astype(np.uint64)
+    values = aligned >> (64 - np.maximum(widths, 1)).astype(np.uint64)
+    return np.where(widths > 0, values, 0).astype(np.int64), end

@@ -113,8 +113,8 @@ def position_bound(sparse: SparseMap) -> float:
     return log2_binomial(unit_count(mode, channels, positions), sparse.units.size)
 
 
-def write_bitstream(sparse: SparseMap) -> tuple[bytes, CodecStats]:
-    """Serialize a ``SparseMap``; return the bytes and their statistics."""
+def write_bitstream(sparse: SparseMap) -> tuple[bytes, list[int], LevelCoding]:
+    """Serialize a ``SparseMap``; return the bytes, the payload part lengths and the level coding."""
     config = sparse.config
     coding, value_parts = encode_levels(sparse.levels, config.bits)
     parts = encode_indices(sparse.units) + value_parts
@@ -138,16 +138,19 @@ def write_bitstream(sparse: SparseMap) -> tuple[bytes, CodecStats]:
         part_bits=part_bits,
     ).SerializeToString()
     data = pb.FeatureBitstream(version=FORMAT_VERSION, crc32=zlib.crc32(body), body=body).SerializeToString()
+    return data, part_bits, coding
 
+
+def collect_stats(sparse: SparseMap, data: bytes, part_bits: list[int], coding: LevelCoding) -> CodecStats:
+    """Return the ``CodecStats`` of a bitstream written by ``write_bitstream``."""
     table_bits = sum(part_bits[i] for i in _TABLE_PARTS if i < len(part_bits))
     position_bits = sum(part_bits[i] for i in _POSITION_PARTS)
-    value_bits = sum(part_bits) - table_bits - position_bits
-    stats = CodecStats(
+    return CodecStats(
         total_bits=8 * len(data),
         header_bits=8 * len(data) - sum(part_bits),
         table_bits=table_bits,
         position_bits=position_bits,
-        value_bits=value_bits,
+        value_bits=sum(part_bits) - table_bits - position_bits,
         kept_blocks=sparse.kept_blocks()[0].size,
         kept_units=sparse.units.size,
         coded_values=sparse.levels.size,
@@ -156,7 +159,6 @@ def write_bitstream(sparse: SparseMap) -> tuple[bytes, CodecStats]:
         value_entropy_bits=zero_order_entropy_bits(sparse.levels),
         position_bound_bits=position_bound(sparse),
     )
-    return data, stats
 
 
 @overload
@@ -172,8 +174,11 @@ def encode(features: Any, config: CodecConfig, *, with_stats: bool = False) -> b
     shape, or NaN and infinite values. With ``with_stats``, also returns the
     ``CodecStats`` of the bitstream.
     """
-    data, stats = write_bitstream(analyze(features, config))
-    return (data, stats) if with_stats else data
+    sparse = analyze(features, config)
+    data, part_bits, coding = write_bitstream(sparse)
+    if not with_stats:
+        return data
+    return data, collect_stats(sparse, data, part_bits, coding)
 
 
 def parse(data: bytes) -> pb.FeatureMap:

@@ -8,6 +8,8 @@ B*B elements of a block are in raster order too.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -23,8 +25,10 @@ def to_blocks(features: np.ndarray, block_size: int, border: int) -> np.ndarray:
     padded = np.zeros((channels, rows * block_size, cols * block_size), dtype=features.dtype)
     padded[:, :height, :width] = features
     if border:
-        interior = interior_mask(height, width, border)
-        padded[:, :height, :width] *= interior
+        padded[:, :border, :] = 0
+        padded[:, :, :border] = 0
+        padded[:, max(height - border, 0) : height, :] = 0
+        padded[:, :, max(width - border, 0) : width] = 0
 
     blocks = padded.reshape(channels, rows, block_size, cols, block_size).transpose(0, 1, 3, 2, 4)
     return blocks.reshape(channels, rows * cols, block_size * block_size)
@@ -46,8 +50,9 @@ def interior_mask(height: int, width: int, border: int) -> np.ndarray:
     return mask
 
 
+@functools.lru_cache(maxsize=64)
 def coded_element_mask(height: int, width: int, block_size: int, border: int) -> np.ndarray:
-    """Return a P x B*B mask of the block elements that carry values.
+    """Return a read-only P x B*B mask of the block elements that carry values.
 
     Elements on the border ring or in the padding are zero by construction,
     so neither the encoder nor the decoder spends symbols on them.
@@ -56,4 +61,6 @@ def coded_element_mask(height: int, width: int, block_size: int, border: int) ->
     padded = np.zeros((rows * block_size, cols * block_size), dtype=bool)
     padded[:height, :width] = interior_mask(height, width, border)
     grid = padded.reshape(rows, block_size, cols, block_size).transpose(0, 2, 1, 3)
-    return grid.reshape(rows * cols, block_size * block_size)
+    mask = np.ascontiguousarray(grid.reshape(rows * cols, block_size * block_size))
+    mask.flags.writeable = False
+    return mask

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from bitarray import bitarray
-from bitarray.util import canonical_decode, canonical_huffman
+from bitarray.util import canonical_decode
 
 from codec.bitpack import pack_fields, unpack_fields
 from codec.errors import BitstreamError
@@ -59,11 +59,59 @@ class HuffmanTable:
         return LENGTH_FIELD_BITS + self.max_length * (self.symbol_bits + 1) + len(self.symbols) * self.symbol_bits
 
 
-def build_table(frequencies: np.ndarray, symbol_bits: int) -> tuple[HuffmanTable, dict[int, bitarray]]:
+def huffman_lengths(weights: list[int]) -> list[int]:
+    """Return the Huffman code length of each weight (at least two weights).
+
+    Ties merge the node created first, so the lengths are deterministic.
+    """
+    heap = [(weight, node) for node, weight in enumerate(weights)]
+    heapq.heapify(heap)
+    members = [[node] for node in range(len(weights))]
+    lengths = [0] * len(weights)
+
+    while len(heap) > 1:
+        weight_a, node_a = heapq.heappop(heap)
+        weight_b, node_b = heapq.heappop(heap)
+        merged = members[node_a] + members[node_b]
+        for leaf in merged:
+            lengths[leaf] += 1
+        members.append(merged)
+        heapq.heappush(heap, (weight_a + weight_b, len(members) - 1))
+    return lengths
+
+
+@dataclass
+class HuffmanCode:
+    """The code of every symbol value: its bits as an integer and its length (0 where absent)."""
+
+    values: np.ndarray
+    lengths: np.ndarray
+
+    def encode(self, symbols: np.ndarray) -> bitarray:
+        """Return the concatenated codes of ``symbols``."""
+        return pack_fields(self.values[symbols], self.lengths[symbols])
+
+
+def canonical_codes(table: HuffmanTable) -> HuffmanCode:
+    """Assign canonical codes as DEFLATE does: by length, then consecutive values in table order."""
+    values = np.zeros(1 << table.symbol_bits, dtype=np.int64)
+    lengths = np.zeros(1 << table.symbol_bits, dtype=np.int64)
+
+    first_code, index = 0, 0
+    for length in range(1, table.max_length + 1):
+        first_code = (first_code + table.count[length - 1]) << 1
+        for offset in range(table.count[length]):
+            symbol = table.symbols[index]
+            values[symbol] = first_code + offset
+            lengths[symbol] = length
+            index += 1
+    return HuffmanCode(values, lengths)
+
+
+def build_table(frequencies: np.ndarray, symbol_bits: int) -> tuple[HuffmanTable, HuffmanCode]:
     """Build the canonical Huffman code for symbol frequencies indexed by symbol value.
 
-    Returns the table and the code of each present symbol. Needs at least one
-    symbol with a non-zero frequency.
+    Needs at least one symbol with a non-zero frequency.
     """
     present = np.flatnonzero(frequencies)
     if present.size == 0:
@@ -72,42 +120,42 @@ def build_table(frequencies: np.ndarray, symbol_bits: int) -> tuple[HuffmanTable
     # A one-symbol alphabet gets an empty code: the decoder repeats the
     # symbol as often as the header says, so the data costs no bits at all.
     if present.size == 1:
-        symbol = int(present[0])
-        return HuffmanTable(symbol_bits, [0], [symbol]), {symbol: bitarray(endian="big")}
+        table = HuffmanTable(symbol_bits, [0], [int(present[0])])
+        return table, canonical_codes(table)
 
-    weights = {int(s): int(frequencies[s]) for s in present}
+    weights = frequencies[present].tolist()
     while True:
-        codes, count, symbols = canonical_huffman(weights)
-        if len(count) - 1 <= MAX_CODE_LENGTH:
+        lengths = huffman_lengths(weights)
+        if max(lengths) <= MAX_CODE_LENGTH:
             break
         # Flatten the distribution until the longest code fits in the
         # table's length field; halving keeps every symbol present.
-        weights = {s: (w + 1) // 2 for s, w in weights.items()}
-    return HuffmanTable(symbol_bits, list(count), list(symbols)), codes
+        weights = [(weight + 1) // 2 for weight in weights]
+
+    order = sorted(range(present.size), key=lambda i: (lengths[i], int(present[i])))
+    count = [0] * (max(lengths) + 1)
+    for length in lengths:
+        count[length] += 1
+    table = HuffmanTable(symbol_bits, count, [int(present[i]) for i in order])
+    return table, canonical_codes(table)
 
 
-def estimate_cost(frequencies: np.ndarray, symbol_bits: int) -> int:
-    """Return the bits of a Huffman code for these frequencies, table included.
+def estimate_cost(frequencies: np.ndarray, symbol_bits: int) -> float:
+    """Estimate the bits of a Huffman code for these frequencies, table included.
 
-    It merges weights as Huffman's algorithm does but builds no codes, so it
-    is cheap enough to compare alphabets. Ties may shape the tree
-    differently from ``build_table``, which can change the longest code
-    length and so the table size by a few bits.
+    Each symbol is charged its self-information, but at least one bit, as a
+    Huffman code charges it; the table is charged its exact layout with the
+    longest code taken as the longest self-information. The estimate is
+    cheap enough to compare alphabets; ``build_table`` gives the exact code.
     """
-    weights = frequencies[frequencies > 0].tolist()
-    if len(weights) == 1:
-        return LENGTH_FIELD_BITS + symbol_bits
+    counts = frequencies[frequencies > 0].astype(np.float64)
+    if counts.size == 1:
+        return float(LENGTH_FIELD_BITS + symbol_bits)
 
-    heap = [(weight, 0) for weight in weights]
-    heapq.heapify(heap)
-    code_bits = 0
-    while len(heap) > 1:
-        weight_a, depth_a = heapq.heappop(heap)
-        weight_b, depth_b = heapq.heappop(heap)
-        code_bits += weight_a + weight_b
-        heapq.heappush(heap, (weight_a + weight_b, max(depth_a, depth_b) + 1))
-    max_length = min(heap[0][1], MAX_CODE_LENGTH)
-    return LENGTH_FIELD_BITS + max_length * (symbol_bits + 1) + len(weights) * symbol_bits + code_bits
+    lengths = np.maximum(np.log2(counts.sum() / counts), 1.0)
+    max_length = min(int(np.ceil(lengths.max())), MAX_CODE_LENGTH)
+    table = LENGTH_FIELD_BITS + max_length * (symbol_bits + 1) + counts.size * symbol_bits
+    return float(table + (counts * lengths).sum())
 
 
 def write_table(table: HuffmanTable) -> bitarray:
@@ -122,17 +170,17 @@ def write_table(table: HuffmanTable) -> bitarray:
     return pack_fields(np.asarray(fields), np.asarray(widths))
 
 
-def read_table(bit_vector: np.ndarray, symbol_bits: int, what: str) -> HuffmanTable:
-    """Parse and check a table that fills ``bit_vector`` exactly."""
-    (max_length,), position = unpack_fields(bit_vector, 0, np.array([LENGTH_FIELD_BITS]), f"{what} table")
+def read_table(table_bits: bitarray, symbol_bits: int, what: str) -> HuffmanTable:
+    """Parse and check a table that fills ``table_bits`` exactly."""
+    (max_length,), position = unpack_fields(table_bits, 0, np.array([LENGTH_FIELD_BITS]), f"{what} table")
     max_length = int(max_length)
 
     if max_length == 0:
-        symbols, position = unpack_fields(bit_vector, position, np.array([symbol_bits]), f"{what} table")
+        symbols, position = unpack_fields(table_bits, position, np.array([symbol_bits]), f"{what} table")
         count = [0]
     else:
         counts, position = unpack_fields(
-            bit_vector, position, np.full(max_length, symbol_bits + 1), f"{what} table"
+            table_bits, position, np.full(max_length, symbol_bits + 1), f"{what} table"
         )
         count = [0] + [int(c) for c in counts]
         if count[-1] == 0:
@@ -147,21 +195,13 @@ def read_table(bit_vector: np.ndarray, symbol_bits: int, what: str) -> HuffmanTa
             raise BitstreamError(
                 f"{what} table is not a complete prefix code: Kraft sum {kraft}/{1 << max_length}, expected 1"
             )
-        symbols, position = unpack_fields(bit_vector, position, np.full(total, symbol_bits), f"{what} table")
+        symbols, position = unpack_fields(table_bits, position, np.full(total, symbol_bits), f"{what} table")
         if np.unique(symbols).size != symbols.size:
             raise BitstreamError(f"{what} table lists a symbol twice")
 
-    if position != bit_vector.size:
-        raise BitstreamError(f"{what} table has {bit_vector.size - position} unexpected trailing bits")
+    if position != len(table_bits):
+        raise BitstreamError(f"{what} table has {len(table_bits) - position} unexpected trailing bits")
     return HuffmanTable(symbol_bits, count, [int(s) for s in symbols])
-
-
-def encode_symbols(codes: dict[int, bitarray], symbols: np.ndarray) -> bitarray:
-    """Return the concatenated codes of ``symbols``."""
-    coded = bitarray(endian="big")
-    if symbols.size and len(codes) > 1:
-        coded.encode(codes, symbols.tolist())
-    return coded
 
 
 def decode_symbols(bits: bitarray, table: HuffmanTable, count: int, what: str) -> np.ndarray:

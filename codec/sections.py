@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 from bitarray import bitarray
 
-from codec.bitpack import pack_fields, to_bit_vector, unpack_fields
+from codec.bitpack import pack_fields, unpack_fields
 from codec.errors import BitstreamError
-from codec.huffman import build_table, decode_symbols, encode_symbols, estimate_cost, read_table, write_table
+from codec.huffman import build_table, decode_symbols, estimate_cost, read_table, write_table
 
 VALUE_GROUPS = (1, 2, 4, 8)
 MAX_SYMBOL_BITS = 8
@@ -114,13 +114,13 @@ def encode_indices(indices: np.ndarray) -> list[bitarray]:
     classes = gap_classes(gaps)
     table, codes = build_table(np.bincount(classes, minlength=1 << CLASS_BITS), CLASS_BITS)
     extras = pack_fields(gaps - leading_ones(classes), np.maximum(classes - 1, 0))
-    return [write_table(table), encode_symbols(codes, classes), extras]
+    return [write_table(table), codes.encode(classes), extras]
 
 
 def decode_indices(parts: list[bitarray], count: int, limit: int, what: str) -> np.ndarray:
     """Decode ``count`` sorted, distinct indices below ``limit``."""
     table_bits, code_bits, extra_bits = parts
-    table = read_table(to_bit_vector(table_bits), CLASS_BITS, what)
+    table = read_table(table_bits, CLASS_BITS, what)
     classes = decode_symbols(code_bits, table, count, what)
 
     if int(classes.max()) > max(1, (limit - 1).bit_length()):
@@ -128,20 +128,12 @@ def decode_indices(parts: list[bitarray], count: int, limit: int, what: str) -> 
     widths = np.maximum(classes - 1, 0)
     if int(widths.sum()) != len(extra_bits):
         raise BitstreamError(f"{what} carries {len(extra_bits)} extra bits, its classes need {int(widths.sum())}")
-    extras, _ = unpack_fields(to_bit_vector(extra_bits), 0, widths, f"{what} extra bits")
+    extras, _ = unpack_fields(extra_bits, 0, widths, f"{what} extra bits")
 
     indices = np.cumsum(extras + leading_ones(classes) + 1) - 1
     if indices[-1] >= limit:
         raise BitstreamError(f"{what} points at index {int(indices[-1])}, beyond the {limit} available")
     return indices
-
-
-def group_levels(levels: np.ndarray, bits: int, group: int) -> np.ndarray:
-    """Pack ``group`` consecutive levels into one symbol each."""
-    padded = np.zeros(-(-levels.size // group) * group, dtype=np.int64)
-    padded[: levels.size] = levels
-    shifts = bits * np.arange(group - 1, -1, -1, dtype=np.int64)
-    return (padded.reshape(-1, group) << shifts).sum(axis=1)
 
 
 def ungroup_levels(symbols: np.ndarray, bits: int, group: int) -> np.ndarray:
@@ -150,26 +142,38 @@ def ungroup_levels(symbols: np.ndarray, bits: int, group: int) -> np.ndarray:
     return ((symbols[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)
 
 
-def best_group(levels: np.ndarray, bits: int) -> tuple[int, int]:
-    """Return the estimated cheapest group size for ``levels`` and its cost in bits."""
+def grouped_symbols(levels: np.ndarray, bits: int) -> dict[int, np.ndarray]:
+    """Return the symbols of every group size the encoder tries, built by pairing the previous size."""
+    symbols = {1: levels}
+    group, current = 1, levels
+    while 2 * group in VALUE_GROUPS and 2 * group * bits <= MAX_SYMBOL_BITS:
+        if current.size % 2:
+            current = np.append(current, 0)
+        current = (current[0::2] << (group * bits)) | current[1::2]
+        group *= 2
+        symbols[group] = current
+    return symbols
+
+
+def choose_group(levels: np.ndarray, bits: int) -> tuple[float, int, np.ndarray]:
+    """Return the smallest estimated cost of coding ``levels``, its group size and its symbols."""
     best_cost, best = None, 1
-    for group in (g for g in VALUE_GROUPS if g * bits <= MAX_SYMBOL_BITS):
-        symbols = group_levels(levels, bits, group)
+    candidates = grouped_symbols(levels, bits)
+    for group, symbols in candidates.items():
         cost = estimate_cost(np.bincount(symbols, minlength=1 << (group * bits)), group * bits)
         if best_cost is None or cost < best_cost:
             best_cost, best = cost, group
-    return best, best_cost
+    return best_cost, best, candidates[best]
 
 
-def encode_grouped(levels: np.ndarray, bits: int, group: int) -> list[bitarray]:
-    symbols = group_levels(levels, bits, group)
-    table, codes = build_table(np.bincount(symbols, minlength=1 << (group * bits)), group * bits)
-    return [write_table(table), encode_symbols(codes, symbols)]
+def write_grouped(symbols: np.ndarray, symbol_bits: int) -> list[bitarray]:
+    table, codes = build_table(np.bincount(symbols, minlength=1 << symbol_bits), symbol_bits)
+    return [write_table(table), codes.encode(symbols)]
 
 
 def decode_grouped(parts: list[bitarray], bits: int, group: int, count: int, what: str) -> np.ndarray:
     table_bits, code_bits = parts
-    table = read_table(to_bit_vector(table_bits), group * bits, what)
+    table = read_table(table_bits, group * bits, what)
     symbols = decode_symbols(code_bits, table, -(-count // group), what)
     levels = ungroup_levels(symbols, bits, group)
     if levels[count:].any():
@@ -187,16 +191,16 @@ def encode_levels(levels: np.ndarray, bits: int) -> tuple[LevelCoding, list[bita
     if levels.size == 0:
         return LevelCoding(DENSE, 1, 0), [bitarray(), bitarray()]
 
-    dense_group, dense_cost = best_group(levels, bits)
+    dense_cost, dense_group, dense_symbols = choose_group(levels, bits)
     nonzero = np.flatnonzero(levels)
     if nonzero.size:
-        runs_group, runs_cost = best_group(levels[nonzero] - 1, bits)
+        runs_cost, runs_group, runs_symbols = choose_group(levels[nonzero] - 1, bits)
         runs_cost += estimate_gap_cost(nonzero)
         if runs_cost < dense_cost:
-            parts = encode_grouped(levels[nonzero] - 1, bits, runs_group) + encode_indices(nonzero)
+            parts = write_grouped(runs_symbols, runs_group * bits) + encode_indices(nonzero)
             return LevelCoding(ZERO_RUNS, runs_group, int(nonzero.size)), parts
 
-    return LevelCoding(DENSE, dense_group, 0), encode_grouped(levels, bits, dense_group)
+    return LevelCoding(DENSE, dense_group, 0), write_grouped(dense_symbols, dense_group * bits)
 
 
 def decode_levels(parts: list[bitarray], coding: LevelCoding, bits: int, count: int) -> np.ndarray:

@@ -1,0 +1,79 @@
+"""Random round trips of the codec's building blocks: bit fields, Huffman tables and gaps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from codec.bitpack import pack_fields, unpack_fields
+from codec.huffman import MAX_CODE_LENGTH, build_table, decode_symbols, read_table, write_table
+from codec.sections import decode_indices, encode_indices, grouped_symbols, ungroup_levels
+from codec.errors import BitstreamError
+
+FAST = settings(max_examples=200, deadline=None)
+
+
+@FAST
+@given(st.lists(st.integers(0, 32), min_size=0, max_size=60), st.integers(0, 2**32 - 1), st.integers(0, 7))
+def test_fields_round_trip(widths, seed, start):
+    rng = np.random.default_rng(seed)
+    widths = np.array(widths, dtype=np.int64)
+    values = np.array([int(rng.integers(0, 1 << w)) if w else 0 for w in widths], dtype=np.int64)
+    packed = pack_fields(np.r_[0, values], np.r_[start, widths])
+
+    unpacked, end = unpack_fields(packed, start, widths, "test")
+    assert unpacked.tolist() == values.tolist()
+    assert end == len(packed)
+
+
+def test_fields_truncated():
+    with pytest.raises(BitstreamError, match="truncated"):
+        unpack_fields(pack_fields(np.array([5]), np.array([3])), 0, np.array([3, 1]), "test")
+
+
+@FAST
+@given(st.lists(st.integers(0, 255), min_size=1, max_size=400))
+def test_huffman_round_trip(symbols):
+    symbols = np.array(symbols, dtype=np.int64)
+    table, codes = build_table(np.bincount(symbols, minlength=256), 8)
+
+    parsed = read_table(write_table(table), 8, "test")
+    decoded = decode_symbols(codes.encode(symbols), parsed, symbols.size, "test")
+    assert parsed == table
+    assert decoded.tolist() == symbols.tolist()
+
+
+def test_huffman_one_symbol_costs_nothing():
+    table, codes = build_table(np.bincount([3, 3, 3], minlength=8), 3)
+    assert table.max_length == 0
+    assert len(codes.encode(np.array([3, 3, 3]))) == 0
+
+
+def test_huffman_length_limit():
+    # Fibonacci frequencies force the deepest possible tree: 40 symbols
+    # would need codes of 39 bits without the limit.
+    fibonacci = [1, 1]
+    while len(fibonacci) < 40:
+        fibonacci.append(fibonacci[-1] + fibonacci[-2])
+    table, codes = build_table(np.array(fibonacci), 6)
+    symbols = np.arange(40)
+    assert table.max_length <= MAX_CODE_LENGTH
+    assert decode_symbols(codes.encode(symbols), table, 40, "test").tolist() == symbols.tolist()
+
+
+@FAST
+@given(st.sets(st.integers(0, 5000), min_size=1, max_size=300))
+def test_gaps_round_trip(indices):
+    indices = np.array(sorted(indices), dtype=np.int64)
+    decoded = decode_indices(encode_indices(indices), indices.size, 5001, "test")
+    assert decoded.tolist() == indices.tolist()
+
+
+@FAST
+@given(st.integers(1, 8), st.lists(st.integers(0, 255), min_size=1, max_size=50))
+def test_grouping_round_trip(bits, raw):
+    levels = np.array(raw, dtype=np.int64) % (1 << bits)
+    for group, symbols in grouped_symbols(levels, bits).items():
+        assert ungroup_levels(symbols, bits, group)[: levels.size].tolist() == levels.tolist()
