@@ -50,7 +50,7 @@ def interior_mask(height: int, width: int, border: int) -> np.ndarray:
     return mask
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)
 def coded_element_mask(height: int, width: int, block_size: int, border: int) -> np.ndarray:
     """Return a read-only P x B*B mask of the block elements that carry values.
 
