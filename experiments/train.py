@@ -23,6 +23,7 @@ import platform
 import shlex
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -216,8 +217,11 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{args.epochs} allows ({scheduler.total_steps}); raise --epochs")
             _LOGGER.warning("re-planning the learning-rate schedule from %d to %d steps at step %d",
                             saved_scheduler["total_steps"], scheduler.total_steps, done_steps)
-            for _ in range(done_steps):
-                scheduler.step()
+            with warnings.catch_warnings():
+                # Stepping the schedule alone is the point here.
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                for _ in range(done_steps):
+                    scheduler.step()
         _LOGGER.info("resumed from %s at epoch %d, step %d", state_path, state["epoch"] + 1, state["step"])
 
     while state["epoch"] < args.epochs:

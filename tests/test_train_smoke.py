@@ -168,3 +168,33 @@ def test_train_seed_reproducible(tiny_image_folder: Path, tmp_path: Path) -> Non
     second = run_train(tiny_image_folder, tmp_path / "second", tmp_path / "second.pt", one_epoch, global_seed=2)
 
     assert load_checkpoint(first.output).fingerprint == load_checkpoint(second.output).fingerprint
+
+
+def test_train_extends_finished_run(tiny_image_folder: Path, tmp_path: Path) -> None:
+    # A finished one-epoch run, rerun with --epochs 2, re-plans its
+    # schedule and trains one more epoch from where it stopped.
+    first = run_train(tiny_image_folder, tmp_path / "run", tmp_path / "one.pt", ("--epochs", "1"))
+    second = run_train(tiny_image_folder, tmp_path / "run", tmp_path / "two.pt", ("--epochs", "2"))
+
+    one = load_checkpoint(first.output).metadata
+    two = load_checkpoint(second.output).metadata
+    assert [entry["epoch"] for entry in two["history"]] == [1, 2]
+    assert two["history"][0] == one["history"][0]
+    assert two["fingerprint"] != one["fingerprint"]
+
+
+def test_train_rejects_shorter_rerun(tiny_image_folder: Path, tmp_path: Path) -> None:
+    run_train(tiny_image_folder, tmp_path / "run", tmp_path / "two.pt", ("--epochs", "2"))
+    with pytest.raises(SystemExit, match="raise --epochs"):
+        run_train(tiny_image_folder, tmp_path / "run", tmp_path / "one.pt", ("--epochs", "1"))
+
+
+def test_train_from_pretrained_file(tiny_image_folder: Path, tmp_path: Path) -> None:
+    from torchvision.models import resnet18
+
+    torch.manual_seed(3)
+    weights = tmp_path / "imagenet_resnet18.pth"
+    torch.save(resnet18().state_dict(), weights)
+
+    run = run_train(tiny_image_folder, tmp_path / "run", tmp_path / "tuned.pt", ("--epochs", "1", "--pretrained", str(weights)))
+    assert load_checkpoint(run.output).metadata["epochs"] == 1
