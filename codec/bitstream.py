@@ -65,7 +65,10 @@ class CodecStats:
     codes and extra bits of the runs.
     ``value_entropy_bits`` is the zero-order entropy of the levels times
     their number, and ``position_bound_bits`` is log2 of the number of ways
-    to choose the kept units (per channel in channel-wise mode).
+    to choose the kept units (per channel in channel-wise mode). Their sum,
+    ``bound_bits``, is a reference rather than a limit: grouped and zero-run
+    level coding exploit the correlation of neighbouring levels and can
+    spend fewer bits than the zero-order entropy.
     """
 
     total_bits: int

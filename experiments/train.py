@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                             saved_scheduler["total_steps"], scheduler.total_steps, done_steps)
             with warnings.catch_warnings():
                 # Stepping the schedule alone is the point here.
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
                 for _ in range(done_steps):
                     scheduler.step()
         _LOGGER.info("resumed from %s at epoch %d, step %d", state_path, state["epoch"] + 1, state["step"])

@@ -43,4 +43,6 @@ def accuracy(
 ) -> float:
     """Return the top-1 accuracy of ``model`` on ``image_set``, from 0 to 1."""
     predicted = predict(model, image_set, mean, std, batch_size, device, progress)
-    return float((predicted == image_set.labels).float().mean())
+    if len(image_set) == 0:
+        raise ValueError("cannot measure accuracy on an empty image set")
+    return int((predicted == image_set.labels).sum()) / len(image_set)
