@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from splitnet.checkpoint import save_checkpoint
+from splitnet.checkpoint import load_checkpoint, save_checkpoint
 from splitnet.data import ImageSet, augment, load_split, normalization_for, normalize, train_val_indices
 from splitnet.evaluate import accuracy
 from splitnet.model import ARCHITECTURES, build_model, load_imagenet_weights
@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--val-size", type=int, default=5000, help="training images held out for validation")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-checkpoint", default=None,
+                        help="start from the weights of this checkpoint (a second cycle on a trained model)")
     parser.add_argument("--pretrained", default=None,
                         help="start from ImageNet weights: 'imagenet' downloads torchvision's, a path loads a file")
     parser.add_argument("--run-dir", required=True, help="folder for the resumable state (last.pt)")
@@ -85,6 +87,17 @@ def describe_machine(device: torch.device) -> str:
     return f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
 
 
+def initial_rows(metadata: dict[str, Any]) -> list[str]:
+    """Return the model card rows about the checkpoint a run started from, if any."""
+    initial = metadata.get("initialized_from")
+    if not initial:
+        return []
+    return [
+        f"| initialized from | `{initial['fingerprint']}`, trained {initial['epochs']} epochs by "
+        f"`{initial['command']}` |",
+    ]
+
+
 def write_model_card(path: Path, metadata: dict[str, Any]) -> None:
     """Write a Markdown model card beside the checkpoint."""
     lines = [
@@ -98,6 +111,7 @@ def write_model_card(path: Path, metadata: dict[str, Any]) -> None:
         f"| training data | `{metadata['train_data']}` ({metadata['train_images']} images, "
         f"{metadata['val_images']} held out for validation, seed {metadata['seed']}) |",
         f"| epochs | {metadata['epochs']} |",
+        *initial_rows(metadata),
         f"| wall time | {metadata['wall_time_s'] / 60:.1f} min |",
         f"| machine | {metadata['machine']} |",
         f"| validation accuracy | {100 * metadata['val_accuracy']:.2f}% |",
@@ -189,6 +203,17 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(args.arch, num_classes)
     if args.pretrained:
         load_imagenet_weights(model, None if args.pretrained == "imagenet" else args.pretrained)
+    initialized_from = None
+    if args.init_checkpoint:
+        initial = load_checkpoint(args.init_checkpoint)
+        initialized_from = {key: initial.metadata.get(key)
+                            for key in ("fingerprint", "epochs", "val_accuracy", "test_accuracy", "command")}
+        if (initial.metadata["arch"], initial.metadata["num_classes"]) != (args.arch, num_classes):
+            raise SystemExit(
+                f"--init-checkpoint {args.init_checkpoint} is a {initial.metadata['arch']} model for "
+                f"{initial.metadata['num_classes']} classes; this run trains {args.arch} for {num_classes}"
+            )
+        model.load_state_dict(initial.model.state_dict())
     model = model.to(device).to(memory_format=torch.channels_last)
 
     steps_per_epoch = len(train_set) // args.batch_size
@@ -256,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         "val_images": len(val_set),
         "seed": args.seed,
         "epochs": args.epochs,
+        "initialized_from": initialized_from,
         "history": state["history"],
         "val_accuracy": state["history"][-1]["val_accuracy"],
         "test_accuracy": test_accuracy,

@@ -37,7 +37,7 @@ TRAIN_OPTIONS = [
 EXPECTED_METADATA_KEYS = {
     "arch", "num_classes", "class_names", "mean", "std", "input_size", "train_data", "train_images",
     "val_images", "seed", "epochs", "history", "val_accuracy", "test_accuracy", "test_images",
-    "wall_time_s", "machine", "command", "fingerprint",
+    "wall_time_s", "machine", "command", "fingerprint", "initialized_from",
 }
 
 
@@ -198,3 +198,15 @@ def test_train_from_pretrained_file(tiny_image_folder: Path, tmp_path: Path) -> 
 
     run = run_train(tiny_image_folder, tmp_path / "run", tmp_path / "tuned.pt", ("--epochs", "1", "--pretrained", str(weights)))
     assert load_checkpoint(run.output).metadata["epochs"] == 1
+
+
+def test_train_from_checkpoint(trained: TrainRun, tiny_image_folder: Path, tmp_path: Path) -> None:
+    source = load_checkpoint(trained.output).metadata
+    run = run_train(
+        tiny_image_folder, tmp_path / "run", tmp_path / "second.pt", ("--epochs", "1", "--init-checkpoint", str(trained.output))
+    )
+    metadata = load_checkpoint(run.output).metadata
+
+    assert metadata["initialized_from"]["fingerprint"] == source["fingerprint"]
+    assert source["fingerprint"] in run.output.with_suffix(".md").read_text()
+    assert metadata["history"][0]["loss"] < source["history"][0]["loss"]
