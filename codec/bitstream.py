@@ -244,7 +244,7 @@ def read_sparse(data: bytes, expected_shape: tuple[int, int, int] | None = None)
     check_header(body)
     shape = (int(body.channels), int(body.height), int(body.width))
     if expected_shape is not None and shape != tuple(expected_shape):
-        raise BitstreamError(f"bitstream holds a map of shape {shape}, expected {tuple(expected_shape)}")
+        raise BitstreamError(f"bitstream contains a map of shape {shape}, expected {tuple(expected_shape)}")
 
     mode = _PROTO_TO_MODE[body.mode]
     rows, cols = block_grid(shape[1], shape[2], body.block_size)

@@ -4,7 +4,7 @@ Table layout, MSB first, for symbols of ``w`` bits:
 
 - 5 bits: L, the longest code length (1..31), or 0 for a one-symbol table;
 - if L = 0: one symbol, ``w`` bits. Its code is empty, so every occurrence
-  costs 0 bits and the symbol count alone says how many there are;
+  costs 0 bits and the symbol count in the header gives their number;
 - if L > 0: for each length 1..L, the number of codes of that length in
   ``w + 1`` bits, then every symbol in canonical order (by code length, then
   by value) in ``w`` bits each.
@@ -118,7 +118,7 @@ def build_table(frequencies: np.ndarray, symbol_bits: int) -> tuple[HuffmanTable
         raise ValueError("cannot build a Huffman table without symbols")
 
     # A one-symbol alphabet gets an empty code: the decoder repeats the
-    # symbol as often as the header says, so the data costs no bits at all.
+    # symbol as often as the header's count requires, so the data costs no bits.
     if present.size == 1:
         table = HuffmanTable(symbol_bits, [0], [int(present[0])])
         return table, canonical_codes(table)
@@ -144,7 +144,7 @@ def estimate_cost(frequencies: np.ndarray, symbol_bits: int) -> float:
     """Estimate the bits of a Huffman code for these frequencies, table included.
 
     Each symbol is charged its self-information, but at least one bit, as a
-    Huffman code charges it; the table is charged its exact layout with the
+    Huffman code charges it. The table is charged its exact layout, with the
     longest code taken as the longest self-information. The estimate is
     cheap enough to compare alphabets; ``build_table`` gives the exact code.
     """

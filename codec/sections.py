@@ -1,8 +1,8 @@
 """Entropy coding of the payload: kept-unit positions and value levels.
 
 The payload is a sequence of parts (Huffman tables, Huffman codes and raw
-extra bits) packed back to back, MSB first, with the exact bit length of
-every part in the header, so that byte padding is never read as data.
+extra bits) packed back to back, MSB first. The header carries the exact
+bit length of every part, so byte padding is never read as data.
 
 Gaps: a sorted sequence of distinct indices becomes gaps, ``i[0]`` and then
 ``i[n] - i[n-1] - 1``. A gap d is coded as its class c, the bit length of d
@@ -49,7 +49,7 @@ PART_COUNTS = {DENSE: 5, ZERO_RUNS: 8}
 
 @dataclass
 class LevelCoding:
-    """How the levels were coded, and the header fields the decoder needs for it."""
+    """The coding method of the levels and the header fields that the decoder needs for it."""
 
     method: str
     group: int

@@ -2,9 +2,9 @@
 
 For every mode, keep ratio and bit depth it codes the same feature maps
 and reports the mean real bits per map, which is the serialized
-bitstream's size. Beside it stand the bound (the zero-order entropy of the
-levels plus log2 of the number of ways to choose the kept units), and zstd
-level 19 and zlib level 9 on the same quantized sparse data: a bitmap of
+bitstream's size. Beside it stands the bound: the zero-order entropy of the
+levels plus log2 of the number of ways to choose the kept units. zstd level
+19 and zlib level 9 compress the same quantized sparse data, a bitmap of
 kept units followed by the uint8 levels. It also times encoding and
 decoding per map beside the head's forward time per image, all on one CPU
 thread. Results go to stdout as JSON; ``--markdown`` also

@@ -72,7 +72,7 @@ BAD_REQUESTS: dict[str, tuple[Callable[[str, list[bytes]], service_pb2.ClassifyR
     "wrong_shape": (
         lambda fingerprint, good: classify_request(fingerprint, [good[0], good[1], wrong_shape_bitstream()]),
         grpc.StatusCode.INVALID_ARGUMENT,
-        "image 2: bitstream holds a map of shape (3, 5, 7), expected (64, 16, 16)",
+        "image 2: bitstream contains a map of shape (3, 5, 7), expected (64, 16, 16)",
     ),
     "flipped_crc": (
         lambda fingerprint, good: classify_request(fingerprint, [with_crc_flipped(good[0])]),
