@@ -25,7 +25,7 @@ DEFAULT_MAX_WORKERS = 4
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # Calls beyond max_workers wait for a worker thread, and calls beyond this
 # limit get RESOURCE_EXHAUSTED at once. Health checks and reflection calls
-# count too. An open ClassifyStream holds its worker thread until it ends.
+# count too. An open ClassifyStream keeps its worker thread until it ends.
 DEFAULT_MAX_CONCURRENT_RPCS = 16
 DEFAULT_MAX_BATCH = 256
 DEFAULT_GRACE_S = 5.0
@@ -74,7 +74,7 @@ def build_server(
     gRPC itself rejects messages over ``max_message_bytes`` and calls beyond
     ``max_concurrent_rpcs`` with RESOURCE_EXHAUSTED, before the servicer runs.
 
-    NOTE: because the servicer never sees those two rejections, the server's
+    NOTE: because those two rejections never reach the servicer, the server's
     log does not list them. Only the client receives their status.
     """
     if max_workers < 1:

@@ -16,11 +16,11 @@ MAX_BORDER = 1024
 class CodecConfig:
     """Block-sparse quantization settings.
 
-    ``mode`` picks how blocks compete (``channel-wise``, ``region-wise`` or
-    ``global``), ``keep_ratio`` is the fraction of blocks (or, region-wise,
-    of block positions) kept, ``block_size`` is the side of a block in
-    feature pixels (1 means element sparsity), ``bits`` is the depth of the
-    uniform quantizer, and ``border`` is the width of the zeroed ring in
+    ``mode`` picks how blocks compete: ``channel-wise``, ``region-wise`` or
+    ``global``. ``keep_ratio`` is the fraction of blocks kept (of block
+    positions in region-wise mode). ``block_size`` is the side of a block in
+    feature pixels, where 1 means element sparsity. ``bits`` is the depth of
+    the uniform quantizer, and ``border`` is the width of the zeroed ring in
     feature pixels.
     """
 

@@ -13,9 +13,9 @@ JPEG codes coefficient magnitudes. Positions are the gaps of the kept units.
 Levels have two codings, and the encoder estimates both and keeps the smaller:
 
 - dense: the b-bit levels are grouped g at a time into one symbol of g * b
-  bits (the first level in the most significant bits, the last group padded
-  with level 0), so that a Huffman code can spend less than one bit per
-  level and capture the correlation of neighbouring levels. The encoder
+  bits, the first level in the most significant bits and the last group
+  padded with level 0. A Huffman code over groups can spend less than one
+  bit per level and captures the correlation of neighbouring levels. The encoder
   tries every g in ``VALUE_GROUPS`` with g * b <= 8.
 - zero runs: the indices of the non-zero levels are coded as gaps, and the
   non-zero levels minus one are grouped as in the dense coding. Post-ReLU

@@ -2,7 +2,7 @@
 
 For every mode, keep ratio and bit depth it codes the same feature maps
 and reports the mean real bits per map, which is the serialized
-bitstream's size. Beside it stands the bound: the zero-order entropy of the
+bitstream's size. It also reports the bound: the zero-order entropy of the
 levels plus log2 of the number of ways to choose the kept units. zstd level
 19 and zlib level 9 compress the same quantized sparse data, a bitmap of
 kept units followed by the uint8 levels. It also times encoding and
