@@ -10,7 +10,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from codec import BitstreamError, decode
+from codec import BitstreamError, read_sparse
+from codec.sparse import reconstruct, reconstruct_batch
 from splitnet.checkpoint import load_checkpoint
 from splitnet.model import SplitModel
 
@@ -77,10 +78,15 @@ class TailEngine:
         maps = []
         for index, data in enumerate(bitstreams):
             try:
-                maps.append(decode(data, expected_shape=self.feature_shape))
+                maps.append(read_sparse(data, expected_shape=self.feature_shape))
             except BitstreamError as error:
                 raise ImageDecodeError(index, error) from error
-        return torch.from_numpy(np.stack(maps))
+
+        # One numpy pass rebuilds maps of one block size; a client may mix
+        # block sizes between images, and those are rebuilt one by one.
+        if len({sparse.config.block_size for sparse in maps}) == 1:
+            return torch.from_numpy(reconstruct_batch(maps))
+        return torch.from_numpy(np.stack([reconstruct(sparse) for sparse in maps]))
 
     @torch.no_grad()
     def run_tail(self, features: torch.Tensor) -> list[ImagePrediction]:

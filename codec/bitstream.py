@@ -34,7 +34,7 @@ from codec.sections import (
     split_parts,
 )
 from codec.selection import expand_units, unit_count
-from codec.sparse import MAX_ELEMENTS, MAX_SIDE, SparseMap, analyze, reconstruct
+from codec.sparse import MAX_ELEMENTS, MAX_SIDE, SparseMap, analyze, analyze_batch, reconstruct, reconstruct_batch
 from sparsesplit.v1 import bitstream_pb2 as pb
 
 FORMAT_VERSION = 1
@@ -184,6 +184,30 @@ def encode(features: Any, config: CodecConfig, *, with_stats: bool = False) -> b
     return data, collect_stats(sparse, data, part_bits, coding)
 
 
+@overload
+def encode_batch(features: Any, config: CodecConfig, *, with_stats: Literal[False] = ...) -> list[bytes]: ...
+@overload
+def encode_batch(
+    features: Any, config: CodecConfig, *, with_stats: Literal[True]
+) -> list[tuple[bytes, CodecStats]]: ...
+
+
+def encode_batch(
+    features: Any, config: CodecConfig, *, with_stats: bool = False
+) -> list[bytes] | list[tuple[bytes, CodecStats]]:
+    """Compress every map of an N x C x H x W batch into its own bitstream.
+
+    Each bitstream equals ``encode(features[i], config)``; the batch only
+    shares the selection and quantization work between maps. With
+    ``with_stats``, each item is a ``(bytes, CodecStats)`` pair.
+    """
+    encoded = []
+    for sparse in analyze_batch(features, config):
+        data, part_bits, coding = write_bitstream(sparse)
+        encoded.append((data, collect_stats(sparse, data, part_bits, coding)) if with_stats else data)
+    return encoded
+
+
 def parse(data: bytes) -> pb.FeatureMap:
     """Check the version and CRC of a bitstream and parse its body."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -287,3 +311,29 @@ def decode(data: bytes, expected_shape: tuple[int, int, int] | None = None) -> n
     differs from ``expected_shape`` when one is given.
     """
     return reconstruct(read_sparse(data, expected_shape))
+
+
+def decode_batch(bitstreams: list[bytes], expected_shape: tuple[int, int, int] | None = None) -> np.ndarray:
+    """Decode bitstreams of maps of one shape into an N x C x H x W float32 array.
+
+    Each map equals ``decode(bitstreams[i])``. Raises ``BitstreamError``
+    naming the index of the first invalid bitstream, or of the first one
+    whose shape or block size differs from the first bitstream's.
+    """
+    if not bitstreams:
+        raise ValueError("decode_batch needs at least one bitstream")
+    maps = []
+    for index, data in enumerate(bitstreams):
+        try:
+            sparse = read_sparse(data, expected_shape)
+        except BitstreamError as error:
+            raise type(error)(f"bitstream {index}: {error}") from error
+        first = maps[0] if maps else sparse
+        if (sparse.shape, sparse.config.block_size) != (first.shape, first.config.block_size):
+            raise BitstreamError(
+                f"bitstream {index} contains a {sparse.shape} map in {sparse.config.block_size}-pixel blocks, "
+                f"bitstream 0 a {first.shape} map in {first.config.block_size}-pixel blocks, so "
+                "decode maps of different shapes in separate batches"
+            )
+        maps.append(sparse)
+    return reconstruct_batch(maps)

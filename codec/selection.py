@@ -16,13 +16,13 @@ from codec.config import kept_count
 
 
 def block_energy(blocks: np.ndarray) -> np.ndarray:
-    """Return the C x P sum of squares of each block.
+    """Return the sum of squares of each block of a ... x C x P x B*B array (C x P for one map).
 
     The sum runs in float32. Its rounding is deterministic for a given input
     array, and the encoder and ``simulate`` both call this function, so they
     always rank blocks the same way.
     """
-    return np.einsum("cpe,cpe->cp", blocks, blocks)
+    return np.einsum("...e,...e->...", blocks, blocks)
 
 
 def unit_count(mode: str, channels: int, positions: int) -> int:
@@ -51,32 +51,40 @@ def top_k_mask(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def select_units(energy: np.ndarray, mode: str, keep_ratio: float) -> np.ndarray:
-    """Return the sorted int64 indices of the kept units for a C x P energy array."""
-    channels, positions = energy.shape
-
+    """Return the sorted int64 indices of the kept units for an N x C x P energy array, one row per map."""
+    count, channels, positions = energy.shape
     if mode == "global":
-        scores = energy.reshape(1, -1)
+        scores = energy.reshape(count, channels * positions)
         k = kept_count(keep_ratio, channels * positions)
     elif mode == "region-wise":
-        scores = energy.sum(axis=0)[None, :]
+        scores = energy.sum(axis=1)
         k = kept_count(keep_ratio, positions)
     elif mode == "channel-wise":
-        scores = energy
+        scores = energy.reshape(count * channels, positions)
         k = kept_count(keep_ratio, positions)
     else:
         raise ValueError(f"invalid mode {mode!r}")
 
-    return np.flatnonzero(top_k_mask(scores, k)).astype(np.int64)
+    # Every row of the mask keeps exactly k entries, so the kept indices of
+    # a map are one row of the flat indices. Channel-wise rows are channels:
+    # their positions are renumbered as units c * P + p.
+    kept = np.flatnonzero(top_k_mask(scores, k)).astype(np.int64)
+    if mode == "region-wise":
+        return (kept % positions).reshape(count, k)
+    return (kept % (channels * positions)).reshape(count, -1)
 
 
 def expand_units(units: np.ndarray, mode: str, channels: int, positions: int) -> tuple[np.ndarray, np.ndarray]:
     """Return the channel and position of every kept block, in unit order then channel order.
 
-    Region-wise units expand to one block per channel, ordered by channel
-    first, so all three modes list kept blocks by increasing ``c * P + p``.
+    ``units`` holds one map's units, or one row of units per map; the
+    results then have one row per map. Region-wise units expand to one
+    block per channel, ordered by channel first, so all three modes list
+    kept blocks by increasing ``c * P + p``.
     """
     if mode == "region-wise":
-        channel = np.repeat(np.arange(channels, dtype=np.int64), units.size)
+        kept = units.shape[-1]
+        channel = np.repeat(np.arange(channels, dtype=np.int64), kept)
         position = np.tile(units, channels)
-        return channel, position
+        return np.broadcast_to(channel, position.shape), position
     return units // positions, units % positions

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from codec.config import CodecConfig
-from codec.sparse import analyze, coded_mask, reconstruct
+from codec.sparse import analyze_batch, coded_mask_batch, reconstruct_batch
 
 
 class _CodecRoundTrip(torch.autograd.Function):
@@ -38,13 +37,7 @@ def simulate(features: torch.Tensor, config: CodecConfig) -> torch.Tensor:
     if features.dim() != 4:
         raise ValueError(f"simulate expects an N x C x H x W batch, got shape {tuple(features.shape)}")
 
-    maps = features.detach().to("cpu", torch.float32).numpy()
-    decoded, masks = [], []
-    for feature_map in maps:
-        sparse = analyze(feature_map, config)
-        decoded.append(reconstruct(sparse))
-        masks.append(coded_mask(sparse))
-
-    decoded_t = torch.from_numpy(np.stack(decoded)).to(features.device)
-    mask_t = torch.from_numpy(np.stack(masks)).to(features.device)
-    return _CodecRoundTrip.apply(features, decoded_t, mask_t)
+    maps = analyze_batch(features.detach().to("cpu", torch.float32).numpy(), config)
+    decoded = torch.from_numpy(reconstruct_batch(maps)).to(features.device)
+    mask = torch.from_numpy(coded_mask_batch(maps)).to(features.device)
+    return _CodecRoundTrip.apply(features, decoded, mask)

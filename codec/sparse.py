@@ -8,6 +8,8 @@ through these two functions, which is why ``simulate`` equals
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,64 +55,131 @@ class SparseMap:
         return coded_element_mask(height, width, self.config.block_size, self.config.border)[position]
 
 
-def as_feature_array(features: Any) -> np.ndarray:
-    """Return ``features`` (numpy or torch, C x H x W) as a finite float32 numpy array."""
-    if hasattr(features, "detach"):
-        features = features.detach().to("cpu").float().numpy()
-    array = np.asarray(features, dtype=np.float32)
-
-    if array.ndim != 3:
-        raise ValueError(f"expected one C x H x W feature map, got shape {tuple(array.shape)}; encode maps one at a time")
+def _check_features(array: np.ndarray, what: str) -> None:
+    """Check the sides, size and finiteness of maps whose last three axes are C x H x W."""
     if min(array.shape) < 1:
-        raise ValueError(f"feature map shape {tuple(array.shape)} has an empty dimension")
-    if max(array.shape) > MAX_SIDE or array.size > MAX_ELEMENTS:
+        raise ValueError(f"{what} shape {tuple(array.shape)} has an empty dimension")
+    if max(array.shape[-3:]) > MAX_SIDE or math.prod(array.shape[-3:]) > MAX_ELEMENTS:
         raise ValueError(
-            f"feature map shape {tuple(array.shape)} exceeds the codec's limits "
+            f"feature map shape {tuple(array.shape[-3:])} exceeds the codec's limits "
             f"({MAX_SIDE} per dimension, {MAX_ELEMENTS} elements in all)"
         )
     if not np.isfinite(array).all():
         bad = int(array.size - np.isfinite(array).sum())
-        raise ValueError(f"feature map contains {bad} NaN or infinite values; the codec accepts finite values only")
+        raise ValueError(f"{what} contains {bad} NaN or infinite values; the codec accepts finite values only")
+
+
+def _as_float32(features: Any) -> np.ndarray:
+    if hasattr(features, "detach"):
+        features = features.detach().to("cpu").float().numpy()
+    return np.asarray(features, dtype=np.float32)
+
+
+def as_feature_array(features: Any) -> np.ndarray:
+    """Return ``features`` (numpy or torch, C x H x W) as a finite float32 numpy array."""
+    array = _as_float32(features)
+    if array.ndim != 3:
+        raise ValueError(f"expected one C x H x W feature map, got shape {tuple(array.shape)}; encode maps one at a time")
+    _check_features(array, "feature map")
+    return array
+
+
+def as_feature_batch(features: Any) -> np.ndarray:
+    """Return ``features`` (numpy or torch, N x C x H x W) as a finite float32 numpy array."""
+    array = _as_float32(features)
+    if array.ndim != 4:
+        raise ValueError(f"expected an N x C x H x W batch of feature maps, got shape {tuple(array.shape)}")
+    _check_features(array, "feature batch")
     return array
 
 
 def analyze(features: Any, config: CodecConfig) -> SparseMap:
     """Select, in one C x H x W map, the blocks to keep and quantize their values."""
-    array = as_feature_array(features)
-    channels, height, width = array.shape
-    blocks = to_blocks(array, config.block_size, config.border)
+    return analyze_batch(as_feature_array(features)[None], config)[0]
+
+
+def analyze_batch(features: Any, config: CodecConfig) -> list[SparseMap]:
+    """Run ``analyze`` on every map of an N x C x H x W batch, with numpy calls shared by the batch.
+
+    Each map is still selected and quantized on its own: the result for a
+    map does not depend on the other maps of the batch.
+    """
+    batch = as_feature_batch(features)
+    count, channels, height, width = batch.shape
+    shape = (channels, height, width)
+    blocks = to_blocks(batch.reshape(count * channels, height, width), config.block_size, config.border)
+    blocks = blocks.reshape(count, channels, blocks.shape[1], blocks.shape[2])
 
     units = select_units(block_energy(blocks), config.mode, config.keep_ratio)
 
-    sparse = SparseMap((channels, height, width), config, units, np.zeros(0, np.int64), np.float32(0), np.float32(0))
-    channel, position = sparse.kept_blocks()
-    values = blocks[channel, position][sparse.element_mask()]
+    channel, position = expand_units(units, config.mode, channels, blocks.shape[2])
+    kept = blocks[np.arange(count)[:, None], channel, position]
+    coded = coded_element_mask(height, width, config.block_size, config.border)[position]
 
-    sparse.offset, sparse.scale = quantization_parameters(values, config.bits)
-    sparse.levels = quantize(values, sparse.offset, sparse.scale, config.bits)
-    return sparse
+    offset, scale = quantization_parameters(kept, coded, config.bits)
+    per_map = coded.sum(axis=(1, 2))
+    levels = quantize(kept[coded], np.repeat(offset, per_map), np.repeat(scale, per_map), config.bits)
+
+    return [
+        SparseMap(shape, config, units[index], map_levels, offset[index], scale[index])
+        for index, map_levels in enumerate(np.split(levels, np.cumsum(per_map)[:-1]))
+    ]
+
+
+def _kept_elements(maps: Sequence[SparseMap]) -> tuple[tuple[np.ndarray, ...], np.ndarray, tuple[int, int, int], int]:
+    """Return the (map, channel, position) index and the coded-element mask of every kept block of ``maps``.
+
+    The maps must share their shape and block size.
+    """
+    shape, block_size = maps[0].shape, maps[0].config.block_size
+    index, channel, position, mask = [], [], [], []
+    for number, sparse in enumerate(maps):
+        if sparse.shape != shape or sparse.config.block_size != block_size:
+            raise ValueError(
+                f"map {number} has shape {sparse.shape} and block size {sparse.config.block_size}, "
+                f"map 0 has {shape} and {block_size}; reconstruct them in separate batches"
+            )
+        map_channel, map_position = sparse.kept_blocks()
+        index.append(np.full(map_channel.size, number, dtype=np.int64))
+        channel.append(map_channel)
+        position.append(map_position)
+        mask.append(sparse.element_mask())
+    where = (np.concatenate(index), np.concatenate(channel), np.concatenate(position))
+    return where, np.concatenate(mask), shape, block_size
+
+
+def _scatter(maps: Sequence[SparseMap], kept: np.ndarray, where: tuple[np.ndarray, ...], block_size: int) -> np.ndarray:
+    """Place the kept blocks' elements into N x C x H x W maps, zero elsewhere."""
+    channels, height, width = maps[0].shape
+    blocks = np.zeros((len(maps), channels, maps[0].positions, block_size * block_size), dtype=kept.dtype)
+    blocks[where] = kept
+    dense = from_blocks(blocks.reshape(len(maps) * channels, *blocks.shape[2:]), height, width, block_size)
+    return dense.reshape(len(maps), channels, height, width)
 
 
 def reconstruct(sparse: SparseMap) -> np.ndarray:
     """Return the dense float32 C x H x W map, zero outside the kept blocks."""
-    channels, height, width = sparse.shape
-    block_size = sparse.config.block_size
-    channel, position = sparse.kept_blocks()
+    return reconstruct_batch([sparse])[0]
 
-    kept = np.zeros((channel.size, block_size * block_size), dtype=np.float32)
-    kept[sparse.element_mask()] = dequantize(sparse.levels, sparse.offset, sparse.scale)
 
-    blocks = np.zeros((channels, sparse.positions, block_size * block_size), dtype=np.float32)
-    blocks[channel, position] = kept
-    return from_blocks(blocks, height, width, block_size)
+def reconstruct_batch(maps: Sequence[SparseMap]) -> np.ndarray:
+    """Return the dense float32 N x C x H x W maps of ``SparseMap`` objects of one shape and block size."""
+    where, mask, _, block_size = _kept_elements(maps)
+    offset = np.repeat([sparse.offset for sparse in maps], [sparse.levels.size for sparse in maps])
+    scale = np.repeat([sparse.scale for sparse in maps], [sparse.levels.size for sparse in maps])
+    levels = np.concatenate([sparse.levels for sparse in maps])
+
+    kept = np.zeros(mask.shape, dtype=np.float32)
+    kept[mask] = dequantize(levels, offset.astype(np.float32), scale.astype(np.float32))
+    return _scatter(maps, kept, where, block_size)
 
 
 def coded_mask(sparse: SparseMap) -> np.ndarray:
     """Return the C x H x W boolean mask of the elements whose values are coded."""
-    channels, height, width = sparse.shape
-    block_size = sparse.config.block_size
-    channel, position = sparse.kept_blocks()
+    return coded_mask_batch([sparse])[0]
 
-    blocks = np.zeros((channels, sparse.positions, block_size * block_size), dtype=bool)
-    blocks[channel, position] = sparse.element_mask()
-    return from_blocks(blocks, height, width, block_size)
+
+def coded_mask_batch(maps: Sequence[SparseMap]) -> np.ndarray:
+    """Return the N x C x H x W boolean masks of coded elements of maps of one shape and block size."""
+    where, mask, _, block_size = _kept_elements(maps)
+    return _scatter(maps, mask, where, block_size)

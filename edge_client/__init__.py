@@ -7,8 +7,9 @@
 test set and prints a JSON summary.
 """
 
+from codec import encode_batch
 from edge_client.client import BatchResult, InferenceClient, InferenceError, Prediction, ServerTimings
-from edge_client.model import EdgeModel, encode_batch
+from edge_client.model import EdgeModel
 from edge_client.pipeline import EdgeOptions, run_edge
 
 __all__ = [

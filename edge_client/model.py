@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 
-from codec import CodecConfig, encode
 from splitnet.checkpoint import Checkpoint, load_checkpoint
 from splitnet.data import normalize
 from splitnet.model import SplitModel
@@ -41,7 +40,3 @@ class EdgeModel:
         """Normalize an N x 3 x S x S uint8 batch and return the head's N x C x H x W float32 output."""
         return self.model.head(normalize(images, self.mean, self.std))
 
-
-def encode_batch(features: torch.Tensor, config: CodecConfig) -> list[bytes]:
-    """Encode each map of an N x C x H x W batch into its own bitstream."""
-    return [encode(feature_map, config) for feature_map in features]

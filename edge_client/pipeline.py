@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from codec import CodecConfig
+from codec import CodecConfig, encode_batch
 from edge_client.client import DEFAULT_MAX_MESSAGE_BYTES, InferenceClient
-from edge_client.model import EdgeModel, encode_batch
+from edge_client.model import EdgeModel
 from edge_client.summary import RunRecord, build_summary
 from splitnet.data import ImageSet, load_split
 

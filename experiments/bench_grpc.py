@@ -32,10 +32,10 @@ import torch
 from cloud_server.engine import TailEngine
 from cloud_server.process import ServerProcess
 from cloud_server.server import create_server
-from codec import MODES, CodecConfig
+from codec import MODES, CodecConfig, encode_batch
 from edge_client.cli import positive_int
 from edge_client.client import InferenceClient
-from edge_client.model import EdgeModel, encode_batch
+from edge_client.model import EdgeModel
 from edge_client.pipeline import select_images
 from splitnet.data import load_split
 from splitnet.model import SPLIT_POINTS

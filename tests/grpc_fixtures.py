@@ -22,8 +22,8 @@ import torch
 from cloud_server.engine import TailEngine
 from cloud_server.server import build_server
 from cloud_server.service import SplitInferenceService
-from codec import CodecConfig
-from edge_client.model import EdgeModel, encode_batch
+from codec import CodecConfig, encode_batch
+from edge_client.model import EdgeModel
 from sparsesplit.v1 import service_pb2, service_pb2_grpc
 from splitnet.checkpoint import load_checkpoint, save_checkpoint
 from splitnet.data import NORMALIZATION

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codec.bitpack import pack_fields, unpack_fields
+from codec.bitpack import SHORT_RUN, pack_fields, unpack_fields
 from codec.huffman import MAX_CODE_LENGTH, build_table, decode_symbols, read_table, write_table
 from codec.sections import decode_indices, encode_indices, grouped_symbols, ungroup_levels
 from codec.errors import BitstreamError
@@ -26,6 +26,24 @@ def test_fields_round_trip(widths, seed, start):
     unpacked, end = unpack_fields(packed, start, widths, "test")
     assert unpacked.tolist() == values.tolist()
     assert end == len(packed)
+
+
+@FAST
+@given(st.lists(st.integers(0, 32), min_size=0, max_size=2 * SHORT_RUN + 10), st.integers(0, 2**32 - 1))
+def test_fields_short_and_long_paths_agree(widths, seed):
+    # Runs of up to SHORT_RUN fields take the Python-integer path, longer
+    # ones the numpy path; a run packed whole and in two pieces must match.
+    rng = np.random.default_rng(seed)
+    widths = np.array(widths, dtype=np.int64)
+    values = rng.integers(0, 1 << 40, widths.size)  # bits above each width must be dropped
+    whole = pack_fields(values, widths)
+
+    cut = widths.size // 2
+    pieces = pack_fields(values[:cut], widths[:cut]) + pack_fields(values[cut:], widths[cut:])
+    assert whole == pieces
+    expected = values & ((1 << widths) - 1)
+    assert unpack_fields(whole, 0, widths, "test")[0].tolist() == expected.tolist()
+    assert unpack_fields(pieces, 0, widths, "test")[0].tolist() == expected.tolist()
 
 
 def test_fields_truncated():

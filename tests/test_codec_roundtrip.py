@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from codec import MODES, CodecConfig, decode, encode, read_sparse, simulate
+from codec import MODES, BitstreamError, CodecConfig, decode, decode_batch, encode, encode_batch, read_sparse, simulate
 from codec.blocks import from_blocks, to_blocks
 from codec.selection import block_energy
 from codec.sparse import coded_mask
@@ -194,3 +194,42 @@ def test_simulate_gradient_flows_through_kept_elements():
 def test_simulate_rejects_single_map():
     with pytest.raises(ValueError, match="N x C x H x W"):
         simulate(torch.zeros(4, 8, 8), CodecConfig())
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", [(64, 32, 32), (3, 5, 7)])
+def test_batch_calls_equal_single_calls(mode, shape):
+    # Maps of different scales and sparsity in one batch: sharing the numpy
+    # work must not let one map change another's selection or quantization.
+    rng = np.random.default_rng(7)
+    batch = np.stack([relu_features(rng, shape) * scale for scale in (1.0, 0.01, 30.0)] + [np.zeros(shape, np.float32)])
+    config = CodecConfig(mode=mode, keep_ratio=0.1, bits=2)
+
+    streams = encode_batch(batch, config)
+    assert streams == [encode(feature_map, config) for feature_map in batch]
+    pairs = encode_batch(batch, config, with_stats=True)
+    assert [data for data, _ in pairs] == streams
+    assert [stats for _, stats in pairs] == [encode(m, config, with_stats=True)[1] for m in batch]
+
+    decoded = decode_batch(streams, expected_shape=shape)
+    assert np.array_equal(decoded, np.stack([decode(data) for data in streams]))
+    assert np.array_equal(decoded, simulate(torch.from_numpy(batch), config).numpy())
+
+
+def test_decode_batch_names_the_bad_bitstream():
+    rng = np.random.default_rng(8)
+    good = encode(relu_features(rng, (4, 8, 8)), CodecConfig())
+    other = encode(relu_features(rng, (4, 8, 12)), CodecConfig())
+    with pytest.raises(BitstreamError, match="bitstream 1: "):
+        decode_batch([good, good[:-3]])
+    with pytest.raises(BitstreamError, match=r"bitstream 1 contains a \(4, 8, 12\) map"):
+        decode_batch([good, other])
+    with pytest.raises(BitstreamError, match=r"bitstream 0: .*expected \(4, 8, 12\)"):
+        decode_batch([good], expected_shape=(4, 8, 12))
+    with pytest.raises(ValueError, match="at least one bitstream"):
+        decode_batch([])
+
+
+def test_encode_batch_rejects_a_single_map():
+    with pytest.raises(ValueError, match="N x C x H x W"):
+        encode_batch(np.zeros((4, 8, 8), np.float32), CodecConfig())

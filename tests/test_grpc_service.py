@@ -13,9 +13,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from cloud_server.server import DEFAULT_MAX_MESSAGE_BYTES, SERVICE_NAME
-from codec import CodecConfig, encode, simulate
+from codec import CodecConfig, encode, encode_batch, simulate
 from edge_client.client import GRPC_MESSAGE_PREFIX_BYTES, InferenceClient
-from edge_client.model import EdgeModel, encode_batch
+from edge_client.model import EdgeModel
 from sparsesplit.v1 import bitstream_pb2, service_pb2
 from tests.grpc_fixtures import (  # noqa: F401 - fixtures
     CODEC,
@@ -138,6 +138,19 @@ def test_classify_matches_in_process(grpc_server, edge_model, sample_images, bit
         assert prediction.class_name == edge_model.class_names[prediction.class_index]
         assert [entry.class_index for entry in prediction.top5] == top_indices[image].tolist()
         assert [entry.probability for entry in prediction.top5] == top_probabilities[image].tolist()
+
+
+def test_classify_mixes_block_sizes(grpc_server, edge_model, sample_images):
+    # Each bitstream is self-contained, so one request may mix codec settings.
+    features = edge_model.head(sample_images[:2])
+    configs = [CODEC, CodecConfig(mode="region-wise", keep_ratio=0.5, block_size=2, bits=4)]
+    mixed = [encode(features[index], config) for index, config in enumerate(configs)]
+
+    response = grpc_server.stub.Classify(classify_request(edge_model.fingerprint, mixed), timeout=TIMEOUT_S)
+    for index, config in enumerate(configs):
+        expected = reference_predictions(edge_model, sample_images[index : index + 1], config)
+        assert response.predictions[index].class_index == int(expected[0].argmax())
+        assert response.predictions[index].top5[0].probability == pytest.approx(float(expected[0].max()), abs=1e-5)
 
 
 def test_classify_reports_timings(grpc_server, edge_model, bitstreams):
