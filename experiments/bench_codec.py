@@ -7,7 +7,8 @@ levels plus log2 of the number of ways to choose the kept units. zstd level
 19 and zlib level 9 compress the same quantized sparse data, a bitmap of
 kept units followed by the uint8 levels. It also times encoding and
 decoding per map beside the head's forward time per image, all on one CPU
-thread. Results go to stdout as JSON; ``--markdown`` also
+thread: one map per call against the head at batch 1, and 64 maps per
+``encode_batch`` or ``decode_batch`` call against the head at batch 64. Results go to stdout as JSON; ``--markdown`` also
 prints a table to stderr.
 
     python -m experiments.bench_codec --checkpoint checkpoints/cifar10_resnet18.pt \
@@ -23,18 +24,21 @@ import platform
 import sys
 import time
 import zlib
+from typing import Any
 
 import numpy as np
 import torch
 import zstandard
 
-from codec import CodecConfig, decode, encode
+from codec import CodecConfig, decode, decode_batch, encode, encode_batch
 from codec.sparse import analyze
 from codec.selection import unit_count
 from experiments.features import model_features, synthetic_features
 from splitnet.model import SplitModel, build_model
 
 _LOGGER = logging.getLogger(__name__)
+
+BATCH = 64  # maps per encode_batch and decode_batch call, and images per batched head call
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,16 +75,30 @@ def time_per_call(function, items: list) -> float:
     return 1000 * (time.perf_counter() - started) / len(items)
 
 
+def time_per_map(function, batches: list) -> float:
+    """Return the wall time of ``function`` over ``batches`` per item of the batches, in milliseconds."""
+    function(batches[0])  # warm-up
+    started = time.perf_counter()
+    for batch in batches:
+        function(batch)
+    return 1000 * (time.perf_counter() - started) / sum(len(batch) for batch in batches)
+
+
+def chunks(items: Any, size: int) -> list:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
 @torch.no_grad()
-def head_time_ms(model: SplitModel, shape: tuple[int, int, int], repeats: int = 50) -> float:
-    """Return the head's forward time for one image at batch 1, in milliseconds."""
-    image = torch.randn(1, *shape)
-    for _ in range(5):
-        model.head(image)
+def head_time_ms(model: SplitModel, shape: tuple[int, int, int], batch: int = 1, images: int = 50) -> float:
+    """Return the head's forward time per image at the given batch size, in milliseconds."""
+    inputs = torch.randn(batch, *shape)
+    repeats = max(1, images // batch)
+    for _ in range(2):
+        model.head(inputs)
     started = time.perf_counter()
     for _ in range(repeats):
-        model.head(image)
-    return 1000 * (time.perf_counter() - started) / repeats
+        model.head(inputs)
+    return 1000 * (time.perf_counter() - started) / (repeats * batch)
 
 
 def measure(maps: np.ndarray, config: CodecConfig, compressor: zstandard.ZstdCompressor) -> dict:
@@ -90,6 +108,8 @@ def measure(maps: np.ndarray, config: CodecConfig, compressor: zstandard.ZstdCom
 
     encode_ms = time_per_call(lambda m: encode(m, config), list(maps))
     decode_ms = time_per_call(decode, list(streams))
+    batch_encode_ms = time_per_map(lambda batch: encode_batch(batch, config), chunks(maps, BATCH))
+    batch_decode_ms = time_per_map(decode_batch, chunks(list(streams), BATCH))
 
     real = np.mean([s.total_bits for s in stats])
     header = np.mean([s.header_bits for s in stats])
@@ -115,6 +135,8 @@ def measure(maps: np.ndarray, config: CodecConfig, compressor: zstandard.ZstdCom
         "value_groups": sorted({s.value_group for s in stats}),
         "encode_ms": encode_ms,
         "decode_ms": decode_ms,
+        "batch_encode_ms": batch_encode_ms,
+        "batch_decode_ms": batch_decode_ms,
     }
 
 
@@ -122,21 +144,24 @@ def per_value(bits: float, row: dict) -> str:
     return f"{bits / row['coded_values']:.3f}" if row["coded_values"] else "-"
 
 
-def markdown_table(rows: list[dict], head_ms: float) -> str:
+def markdown_table(rows: list[dict], head_ms: float, batch_head_ms: float) -> str:
     lines = [
         "| mode | keep | bits | real bits | bound | header | real / (1.1 bound + header) | zstd-19 | zlib-9 "
-        "| beats zstd | value and table bits per value (H0) | encode ms | decode ms | (enc+dec) / head |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| beats zstd | value and table bits per value (H0) | encode ms | decode ms | (enc+dec) / head "
+        f"| batch {BATCH} enc+dec ms | (batch enc+dec) / batch head |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         ratio = row["real_bits"] / (1.1 * row["bound_bits"] + row["header_bits"])
+        batched = row["batch_encode_ms"] + row["batch_decode_ms"]
         lines.append(
             f"| {row['mode']} | {row['keep_ratio']} | {row['bits']} | {row['real_bits']:.0f} | {row['bound_bits']:.0f} "
             f"| {row['header_bits']:.0f} | {ratio:.3f} | {row['zstd19_bits']:.0f} | {row['zlib9_bits']:.0f} "
             f"| {'yes' if row['real_bits'] <= row['zstd19_bits'] else 'no'} "
             f"| {per_value(row['value_bits'] + row['table_bits'], row)} ({per_value(row['value_entropy_bits'], row)}) "
             f"| {row['encode_ms']:.2f} "
-            f"| {row['decode_ms']:.2f} | {(row['encode_ms'] + row['decode_ms']) / head_ms:.3f} |"
+            f"| {row['decode_ms']:.2f} | {(row['encode_ms'] + row['decode_ms']) / head_ms:.3f} "
+            f"| {batched:.2f} | {batched / batch_head_ms:.3f} |"
         )
     return "\n".join(lines)
 
@@ -155,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         source = f"synthetic post-ReLU maps 64x32x32 (experiments.features.synthetic_features), seed {args.seed}"
         input_size = 32
     head_ms = head_time_ms(model, (3, input_size, input_size))
-    _LOGGER.info("coding %d maps of shape %s; head forward %.2f ms per image", len(maps), maps.shape[1:], head_ms)
+    batch_head_ms = head_time_ms(model, (3, input_size, input_size), batch=BATCH, images=4 * BATCH)
+    _LOGGER.info("coding %d maps of shape %s; head forward %.2f ms per image, %.2f at batch %d",
+                 len(maps), maps.shape[1:], head_ms, batch_head_ms, BATCH)
 
     compressor = zstandard.ZstdCompressor(level=19)
     rows = []
@@ -174,12 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         "block_size": args.block_size,
         "border": args.border,
         "head_forward_ms": head_ms,
+        "batch_size": BATCH,
+        "batch_head_forward_ms": batch_head_ms,
         "machine": f"{platform.machine()} {platform.processor() or 'CPU'}, 1 torch thread, torch {torch.__version__}",
         "rows": rows,
     }
     print(json.dumps(result, indent=2))
     if args.markdown:
-        print(markdown_table(rows, head_ms), file=sys.stderr)
+        print(markdown_table(rows, head_ms, batch_head_ms), file=sys.stderr)
     return 0
 
 
