@@ -143,7 +143,12 @@ def serve(
     previous_handlers = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
-            previous_handlers[signum] = signal.signal(signum, lambda received, frame: stop_event.set())
+            # The handler runs in the main thread, which may hold the event's
+            # lock inside stop_event.wait(); setting the event from another
+            # thread avoids deadlocking on that lock.
+            previous_handlers[signum] = signal.signal(
+                signum, lambda received, frame: threading.Thread(target=stop_event.set, daemon=True).start()
+            )
 
     try:
         server.start()
