@@ -55,47 +55,42 @@ class SparseMap:
         return coded_element_mask(height, width, self.config.block_size, self.config.border)[position]
 
 
-def _check_features(array: np.ndarray, what: str) -> None:
-    """Check the sides, size and finiteness of maps whose last three axes are C x H x W."""
+# Expected layout of an input with 3 or 4 axes, for error messages.
+_LAYOUTS = {
+    3: "one C x H x W feature map (encode_batch takes N x C x H x W batches)",
+    4: "an N x C x H x W batch of feature maps (encode takes one C x H x W map)",
+}
+
+
+def as_features(features: Any, axes: int) -> np.ndarray:
+    """Return ``features`` (numpy or torch, C x H x W or N x C x H x W) as a finite float32 numpy array.
+
+    Raises ``ValueError`` for another number of axes, an empty or oversized
+    map, or NaN and infinite values.
+    """
+    if hasattr(features, "detach"):
+        features = features.detach().to("cpu").float().numpy()
+    array = np.asarray(features, dtype=np.float32)
+
+    if array.ndim != axes:
+        raise ValueError(f"expected {_LAYOUTS[axes]}, got shape {tuple(array.shape)}")
     if min(array.shape) < 1:
-        raise ValueError(f"{what} shape {tuple(array.shape)} has an empty dimension")
+        raise ValueError(f"feature shape {tuple(array.shape)} has an empty dimension")
     if max(array.shape[-3:]) > MAX_SIDE or math.prod(array.shape[-3:]) > MAX_ELEMENTS:
         raise ValueError(
             f"feature map shape {tuple(array.shape[-3:])} exceeds the codec's limits "
             f"({MAX_SIDE} per dimension, {MAX_ELEMENTS} elements in all)"
         )
-    if not np.isfinite(array).all():
-        bad = int(array.size - np.isfinite(array).sum())
-        raise ValueError(f"{what} contains {bad} NaN or infinite values; the codec accepts finite values only")
-
-
-def _as_float32(features: Any) -> np.ndarray:
-    if hasattr(features, "detach"):
-        features = features.detach().to("cpu").float().numpy()
-    return np.asarray(features, dtype=np.float32)
-
-
-def as_feature_array(features: Any) -> np.ndarray:
-    """Return ``features`` (numpy or torch, C x H x W) as a finite float32 numpy array."""
-    array = _as_float32(features)
-    if array.ndim != 3:
-        raise ValueError(f"expected one C x H x W feature map, got shape {tuple(array.shape)}; encode maps one at a time")
-    _check_features(array, "feature map")
-    return array
-
-
-def as_feature_batch(features: Any) -> np.ndarray:
-    """Return ``features`` (numpy or torch, N x C x H x W) as a finite float32 numpy array."""
-    array = _as_float32(features)
-    if array.ndim != 4:
-        raise ValueError(f"expected an N x C x H x W batch of feature maps, got shape {tuple(array.shape)}")
-    _check_features(array, "feature batch")
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(array.size - finite.sum())
+        raise ValueError(f"features contain {bad} NaN or infinite values; the codec accepts finite values only")
     return array
 
 
 def analyze(features: Any, config: CodecConfig) -> SparseMap:
     """Select, in one C x H x W map, the blocks to keep and quantize their values."""
-    return analyze_batch(as_feature_array(features)[None], config)[0]
+    return _analyze_checked(as_features(features, 3)[None], config)[0]
 
 
 def analyze_batch(features: Any, config: CodecConfig) -> list[SparseMap]:
@@ -104,7 +99,10 @@ def analyze_batch(features: Any, config: CodecConfig) -> list[SparseMap]:
     Each map is still selected and quantized on its own: the result for a
     map does not depend on the other maps of the batch.
     """
-    batch = as_feature_batch(features)
+    return _analyze_checked(as_features(features, 4), config)
+
+
+def _analyze_checked(batch: np.ndarray, config: CodecConfig) -> list[SparseMap]:
     count, channels, height, width = batch.shape
     shape = (channels, height, width)
     blocks = to_blocks(batch.reshape(count * channels, height, width), config.block_size, config.border)
