@@ -143,9 +143,8 @@ def serve(
     previous_handlers = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
-            # The handler runs in the main thread, which may hold the event's
-            # lock inside stop_event.wait(); setting the event from another
-            # thread avoids deadlocking on that lock.
+            # The handler runs in the main thread, which may hold the event's lock
+            # inside stop_event.wait(). Another thread sets the event, so the lock cannot deadlock.
             previous_handlers[signum] = signal.signal(
                 signum, lambda received, frame: threading.Thread(target=stop_event.set, daemon=True).start()
             )

@@ -25,10 +25,10 @@ MODEL_CARD = CHECKPOINT.with_suffix(".md")
 SAMPLE_PER_CLASS = 50  # 500 images from the 10 classes
 SAMPLE_SEED = 0
 # The sample's accuracy differs from the full test set's by sampling error
-# alone. The sample draws the same number of images from every class, as the
-# test set itself does, because per-class accuracies differ widely (74% on
-# cats and 95% on ships for the shipped checkpoint), so the class mix of a
-# plain random sample adds to its error.
+# alone. Per-class accuracies differ widely (74% on cats and 95% on ships for
+# the shipped checkpoint), so the class mix of a plain random sample adds to
+# that error. The sample therefore draws the same number of images from every
+# class, as the test set itself does.
 # NOTE: the remaining standard error is still above 1 percentage point, so
 # a correct checkpoint can fail this test. The fixed sample gives the same
 # outcome in every run for one checkpoint.
