@@ -15,27 +15,24 @@ from typing import Any, Literal, overload
 
 import numpy as np
 from google.protobuf.message import DecodeError
+from sparsesplit.v1 import bitstream_pb2 as pb
 
 from codec.blocks import block_grid, coded_element_mask
 from codec.config import MAX_BITS, MAX_BLOCK_SIZE, MAX_BORDER, MODES, CodecConfig
 from codec.errors import BitstreamError, ChecksumError, UnsupportedVersionError
+from codec.kernels import MAX_SYMBOL_BITS, VALUE_GROUPS
 from codec.sections import (
     DENSE,
-    MAX_SYMBOL_BITS,
     PART_COUNTS,
-    VALUE_GROUPS,
     ZERO_RUNS,
     LevelCoding,
     decode_indices,
     decode_levels,
-    encode_indices,
-    encode_levels,
-    join_parts,
+    encode_payload,
     split_parts,
 )
 from codec.selection import expand_units, unit_count
 from codec.sparse import MAX_ELEMENTS, MAX_SIDE, SparseMap, analyze, analyze_batch, reconstruct, reconstruct_batch
-from sparsesplit.v1 import bitstream_pb2 as pb
 
 FORMAT_VERSION = 1
 
@@ -119,9 +116,7 @@ def position_bound(sparse: SparseMap) -> float:
 def write_bitstream(sparse: SparseMap) -> tuple[bytes, list[int], LevelCoding]:
     """Serialize a ``SparseMap``; return the bytes, the payload part lengths and the level coding."""
     config = sparse.config
-    coding, value_parts = encode_levels(sparse.levels, config.bits)
-    parts = encode_indices(sparse.units) + value_parts
-    payload, part_bits = join_parts(parts)
+    payload, part_bits, coding = encode_payload(sparse.units, sparse.levels, config.bits)
 
     body = pb.FeatureMap(
         channels=sparse.shape[0],

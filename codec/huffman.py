@@ -12,23 +12,21 @@ Table layout, MSB first, for symbols of ``w`` bits:
 This is the counts-then-symbols form of DEFLATE and JPEG. A received table
 must describe a complete prefix code (Kraft sum exactly 1) with at least two
 distinct symbols, or be a one-symbol table.
+
+Code construction and decoding run compiled in ``codec.kernels``; the tests
+check both against bitarray's ``canonical_huffman`` and ``canonical_decode``.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
 from bitarray import bitarray
-from bitarray.util import canonical_decode
 
 from codec.bitpack import pack_fields, unpack_fields
 from codec.errors import BitstreamError
-
-LENGTH_FIELD_BITS = 5
-MAX_CODE_LENGTH = (1 << LENGTH_FIELD_BITS) - 1
+from codec.kernels import LENGTH_FIELD_BITS, build_code, decode_canonical
 
 
 @dataclass
@@ -43,41 +41,11 @@ class HuffmanTable:
     def max_length(self) -> int:
         return len(self.count) - 1
 
-    def code_lengths(self) -> np.ndarray:
-        """Return an int64 array mapping each symbol value to its code length (0 where absent)."""
-        lengths = np.zeros(1 << self.symbol_bits, dtype=np.int64)
-        if self.max_length == 0:
-            return lengths  # the one symbol's code is empty
-        per_symbol = np.repeat(np.arange(len(self.count)), self.count)
-        lengths[np.asarray(self.symbols, dtype=np.int64)] = per_symbol
-        return lengths
-
     def table_bits(self) -> int:
         """Return the size of the serialized table in bits."""
         if self.max_length == 0:
             return LENGTH_FIELD_BITS + self.symbol_bits
         return LENGTH_FIELD_BITS + self.max_length * (self.symbol_bits + 1) + len(self.symbols) * self.symbol_bits
-
-
-def huffman_lengths(weights: list[int]) -> list[int]:
-    """Return the Huffman code length of each weight (at least two weights).
-
-    Ties merge the node created first, so the lengths are deterministic.
-    """
-    heap = [(weight, node) for node, weight in enumerate(weights)]
-    heapq.heapify(heap)
-    members = [[node] for node in range(len(weights))]
-    lengths = [0] * len(weights)
-
-    while len(heap) > 1:
-        weight_a, node_a = heapq.heappop(heap)
-        weight_b, node_b = heapq.heappop(heap)
-        merged = members[node_a] + members[node_b]
-        for leaf in merged:
-            lengths[leaf] += 1
-        members.append(merged)
-        heapq.heappush(heap, (weight_a + weight_b, len(members) - 1))
-    return lengths
 
 
 @dataclass
@@ -92,70 +60,17 @@ class HuffmanCode:
         return pack_fields(self.values[symbols], self.lengths[symbols])
 
 
-def canonical_codes(table: HuffmanTable) -> HuffmanCode:
-    """Assign canonical codes as DEFLATE does: by length, then consecutive values in table order."""
-    values = np.zeros(1 << table.symbol_bits, dtype=np.int64)
-    lengths = np.zeros(1 << table.symbol_bits, dtype=np.int64)
-
-    first_code, index = 0, 0
-    for length in range(1, table.max_length + 1):
-        first_code = (first_code + table.count[length - 1]) << 1
-        for offset in range(table.count[length]):
-            symbol = table.symbols[index]
-            values[symbol] = first_code + offset
-            lengths[symbol] = length
-            index += 1
-    return HuffmanCode(values, lengths)
-
-
 def build_table(frequencies: np.ndarray, symbol_bits: int) -> tuple[HuffmanTable, HuffmanCode]:
     """Build the canonical Huffman code for symbol frequencies indexed by symbol value.
 
-    Needs at least one symbol with a non-zero frequency.
+    Needs at least one symbol with a non-zero frequency. The encoder builds
+    its codes with the same compiled ``codec.kernels.build_code``.
     """
-    present = np.flatnonzero(frequencies)
-    if present.size == 0:
+    if not np.any(frequencies):
         raise ValueError("cannot build a Huffman table without symbols")
-
-    # A one-symbol alphabet gets an empty code: the decoder repeats the
-    # symbol as often as the header's count requires, so the data costs no bits.
-    if present.size == 1:
-        table = HuffmanTable(symbol_bits, [0], [int(present[0])])
-        return table, canonical_codes(table)
-
-    weights = frequencies[present].tolist()
-    while True:
-        lengths = huffman_lengths(weights)
-        if max(lengths) <= MAX_CODE_LENGTH:
-            break
-        # Flatten the distribution until the longest code fits in the
-        # table's length field; halving keeps every symbol present.
-        weights = [(weight + 1) // 2 for weight in weights]
-
-    order = sorted(range(present.size), key=lambda i: (lengths[i], int(present[i])))
-    count = [0] * (max(lengths) + 1)
-    for length in lengths:
-        count[length] += 1
-    table = HuffmanTable(symbol_bits, count, [int(present[i]) for i in order])
-    return table, canonical_codes(table)
-
-
-def estimate_cost(frequencies: np.ndarray, symbol_bits: int) -> float:
-    """Estimate the bits of a Huffman code for these frequencies, table included.
-
-    Each symbol is charged its self-information, but at least one bit, as a
-    Huffman code charges it. The table is charged its exact layout, with the
-    longest code taken as the longest self-information. The estimate is
-    cheap enough to compare alphabets; ``build_table`` gives the exact code.
-    """
-    counts = frequencies[frequencies > 0].astype(np.float64)
-    if counts.size == 1:
-        return float(LENGTH_FIELD_BITS + symbol_bits)
-
-    lengths = np.maximum(np.log2(counts.sum() / counts), 1.0)
-    max_length = min(int(np.ceil(lengths.max())), MAX_CODE_LENGTH)
-    table = LENGTH_FIELD_BITS + max_length * (symbol_bits + 1) + counts.size * symbol_bits
-    return float(table + (counts * lengths).sum())
+    count, symbols, values, lengths = build_code(np.ascontiguousarray(frequencies, dtype=np.int64))
+    table = HuffmanTable(symbol_bits, count.tolist(), symbols.tolist())
+    return table, HuffmanCode(values, lengths)
 
 
 def write_table(table: HuffmanTable) -> bitarray:
@@ -217,14 +132,15 @@ def decode_symbols(bits: bitarray, table: HuffmanTable, count: int, what: str) -
             f"{what} has {len(bits)} code bits for {count} symbols; "
             f"codes of 1..{table.max_length} bits need {count}..{count * table.max_length}"
         )
-    try:
-        decoded = np.fromiter(
-            itertools.islice(canonical_decode(bits, table.count, table.symbols), count), dtype=np.int64, count=count
-        )
-    except ValueError as error:
-        raise BitstreamError(f"{what} does not decode: {error}") from error
-
-    used = int(table.code_lengths()[decoded].sum())
+    decoded, used = decode_canonical(
+        np.frombuffer(bits.tobytes(), dtype=np.uint8),
+        len(bits),
+        count,
+        np.asarray(table.count, dtype=np.int64),
+        np.asarray(table.symbols, dtype=np.int64),
+    )
+    if used < 0:
+        raise BitstreamError(f"{what} does not decode: its {len(bits)} code bits end before {count} symbols are complete")
     if used != len(bits):
         raise BitstreamError(f"{what} decodes {count} symbols from {used} bits but carries {len(bits)}")
     return decoded

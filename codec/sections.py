@@ -21,6 +21,9 @@ Levels have two codings, and the encoder estimates both and keeps the smaller:
   non-zero levels minus one are grouped as in the dense coding. Post-ReLU
   features quantize mostly to level 0, and a Huffman code cannot spend less
   than one bit per symbol, so runs beat groups when zeros dominate.
+
+The encoder's loops run compiled in ``codec.kernels``; the decoder here is
+numpy and bitarray, with a check on every declared size.
 """
 
 from __future__ import annotations
@@ -30,13 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 from bitarray import bitarray
 
+from codec import kernels
 from codec.bitpack import pack_fields, unpack_fields
 from codec.errors import BitstreamError
-from codec.huffman import build_table, decode_symbols, estimate_cost, read_table, write_table
-
-VALUE_GROUPS = (1, 2, 4, 8)
-MAX_SYMBOL_BITS = 8
-CLASS_BITS = 5
+from codec.huffman import decode_symbols, read_table
+from codec.kernels import CLASS_BITS
 
 DENSE = "dense"
 ZERO_RUNS = "zero-runs"
@@ -86,35 +87,14 @@ def split_parts(payload: bytes, part_bits: list[int], expected: int) -> list[bit
     return parts
 
 
-def gap_classes(gaps: np.ndarray) -> np.ndarray:
-    """Return the bit length of each non-negative gap (0 for 0)."""
-    classes = np.zeros(gaps.size, dtype=np.int64)
-    nonzero = gaps > 0
-    classes[nonzero] = np.floor(np.log2(gaps[nonzero])).astype(np.int64) + 1
-    return classes
-
-
 def leading_ones(classes: np.ndarray) -> np.ndarray:
     return np.where(classes > 0, np.left_shift(1, np.maximum(classes - 1, 0)), 0)
 
 
-def index_gaps(indices: np.ndarray) -> np.ndarray:
-    return np.diff(indices, prepend=-1) - 1
-
-
-def estimate_gap_cost(indices: np.ndarray) -> int:
-    classes = gap_classes(index_gaps(indices))
-    extra = int(np.maximum(classes - 1, 0).sum())
-    return estimate_cost(np.bincount(classes, minlength=1 << CLASS_BITS), CLASS_BITS) + extra
-
-
 def encode_indices(indices: np.ndarray) -> list[bitarray]:
     """Code sorted, distinct indices as gap classes and extra bits: [table, codes, extra bits]."""
-    gaps = index_gaps(indices)
-    classes = gap_classes(gaps)
-    table, codes = build_table(np.bincount(classes, minlength=1 << CLASS_BITS), CLASS_BITS)
-    extras = pack_fields(gaps - leading_ones(classes), np.maximum(classes - 1, 0))
-    return [write_table(table), codes.encode(classes), extras]
+    parts = kernels.index_parts(np.ascontiguousarray(indices, dtype=np.int64))
+    return [pack_fields(values, widths) for values, widths in parts]
 
 
 def decode_indices(parts: list[bitarray], count: int, limit: int, what: str) -> np.ndarray:
@@ -142,35 +122,6 @@ def ungroup_levels(symbols: np.ndarray, bits: int, group: int) -> np.ndarray:
     return ((symbols[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)
 
 
-def grouped_symbols(levels: np.ndarray, bits: int) -> dict[int, np.ndarray]:
-    """Return the symbols of every group size the encoder tries, built by pairing the previous size."""
-    symbols = {1: levels}
-    group, current = 1, levels
-    while 2 * group in VALUE_GROUPS and 2 * group * bits <= MAX_SYMBOL_BITS:
-        if current.size % 2:
-            current = np.append(current, 0)
-        current = (current[0::2] << (group * bits)) | current[1::2]
-        group *= 2
-        symbols[group] = current
-    return symbols
-
-
-def choose_group(levels: np.ndarray, bits: int) -> tuple[float, int, np.ndarray]:
-    """Return the smallest estimated cost of coding ``levels``, its group size and its symbols."""
-    best_cost, best = None, 1
-    candidates = grouped_symbols(levels, bits)
-    for group, symbols in candidates.items():
-        cost = estimate_cost(np.bincount(symbols, minlength=1 << (group * bits)), group * bits)
-        if best_cost is None or cost < best_cost:
-            best_cost, best = cost, group
-    return best_cost, best, candidates[best]
-
-
-def write_grouped(symbols: np.ndarray, symbol_bits: int) -> list[bitarray]:
-    table, codes = build_table(np.bincount(symbols, minlength=1 << symbol_bits), symbol_bits)
-    return [write_table(table), codes.encode(symbols)]
-
-
 def decode_grouped(parts: list[bitarray], bits: int, group: int, count: int, what: str) -> np.ndarray:
     table_bits, code_bits = parts
     table = read_table(table_bits, group * bits, what)
@@ -181,26 +132,19 @@ def decode_grouped(parts: list[bitarray], bits: int, group: int, count: int, wha
     return levels[:count]
 
 
-def encode_levels(levels: np.ndarray, bits: int) -> tuple[LevelCoding, list[bitarray]]:
-    """Code the levels with the cheaper coding; return it and its parts.
+def encode_payload(units: np.ndarray, levels: np.ndarray, bits: int) -> tuple[bytes, list[int], LevelCoding]:
+    """Write a map's payload: the kept units' three parts, then the parts of the cheaper level coding.
 
-    No levels at all (every kept block lies on the border) gives two empty
-    parts. Levels that are all zero use the dense coding, whose one-symbol
-    table makes them nearly free.
+    Returns the payload bytes, each part's length in bits and the level
+    coding. No levels at all (every kept block lies on the border) gives two
+    empty level parts. Levels that are all zero use the dense coding, whose
+    one-symbol table makes them nearly free.
     """
-    if levels.size == 0:
-        return LevelCoding(DENSE, 1, 0), [bitarray(), bitarray()]
-
-    dense_cost, dense_group, dense_symbols = choose_group(levels, bits)
-    nonzero = np.flatnonzero(levels)
-    if nonzero.size:
-        runs_cost, runs_group, runs_symbols = choose_group(levels[nonzero] - 1, bits)
-        runs_cost += estimate_gap_cost(nonzero)
-        if runs_cost < dense_cost:
-            parts = write_grouped(runs_symbols, runs_group * bits) + encode_indices(nonzero)
-            return LevelCoding(ZERO_RUNS, runs_group, int(nonzero.size)), parts
-
-    return LevelCoding(DENSE, dense_group, 0), write_grouped(dense_symbols, dense_group * bits)
+    payload, part_bits, method, group, nonzero = kernels.encode_payload(
+        np.ascontiguousarray(units, dtype=np.int64), np.ascontiguousarray(levels, dtype=np.int64), bits
+    )
+    coding = LevelCoding(ZERO_RUNS if method == kernels.ZERO_RUNS_METHOD else DENSE, group, nonzero)
+    return payload.tobytes(), part_bits.tolist(), coding
 
 
 def decode_levels(parts: list[bitarray], coding: LevelCoding, bits: int, count: int) -> np.ndarray:

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from codec.blocks import block_grid, coded_element_mask, from_blocks, to_blocks
+from codec.blocks import block_grid, coded_element_mask, to_blocks
 from codec.config import CodecConfig
+from codec.kernels import scatter_blocks
 from codec.quantization import dequantize, quantization_parameters, quantize
 from codec.selection import block_energy, expand_units, select_units
 
@@ -149,10 +150,10 @@ def _kept_elements(maps: Sequence[SparseMap]) -> tuple[tuple[np.ndarray, ...], n
 def _scatter(maps: Sequence[SparseMap], kept: np.ndarray, where: tuple[np.ndarray, ...], block_size: int) -> np.ndarray:
     """Place the kept blocks' elements into N x C x H x W maps, zero elsewhere."""
     channels, height, width = maps[0].shape
-    blocks = np.zeros((len(maps), channels, maps[0].positions, block_size * block_size), dtype=kept.dtype)
-    blocks[where] = kept
-    dense = from_blocks(blocks.reshape(len(maps) * channels, *blocks.shape[2:]), height, width, block_size)
-    return dense.reshape(len(maps), channels, height, width)
+    _, columns = block_grid(height, width, block_size)
+    dense = np.zeros((len(maps), channels, height, width), dtype=kept.dtype)
+    scatter_blocks(dense, *where, np.ascontiguousarray(kept), columns, block_size)
+    return dense
 
 
 def reconstruct(sparse: SparseMap) -> np.ndarray:
