@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from cloud_server.engine import TailEngine
 from cloud_server.service import SplitInferenceService
+from codec.warmup import warm_up
 from sparsesplit.v1 import service_pb2, service_pb2_grpc
 
 _LOGGER = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ def create_server(
     operating system chooses when ``address`` ends in port 0.
     """
     engine = TailEngine.from_checkpoint(checkpoint, split)
+    _LOGGER.info("codec loops compiled or loaded in %.1f s", warm_up())
     return build_server(
         SplitInferenceService(engine, max_batch),
         address,

@@ -20,7 +20,7 @@ from sparsesplit.v1 import bitstream_pb2 as pb
 from codec.blocks import block_grid, coded_element_mask
 from codec.config import MAX_BITS, MAX_BLOCK_SIZE, MAX_BORDER, MODES, CodecConfig
 from codec.errors import BitstreamError, ChecksumError, UnsupportedVersionError
-from codec.kernels import MAX_SYMBOL_BITS, VALUE_GROUPS
+from codec.payload_writer import MAX_SYMBOL_BITS, VALUE_GROUPS
 from codec.sections import (
     DENSE,
     PART_COUNTS,

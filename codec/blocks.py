@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from numba import njit
 
 
 def block_grid(height: int, width: int, block_size: int) -> tuple[int, int]:
@@ -64,3 +65,23 @@ def coded_element_mask(height: int, width: int, block_size: int, border: int) ->
     mask = np.ascontiguousarray(grid.reshape(rows * cols, block_size * block_size))
     mask.flags.writeable = False
     return mask
+
+
+@njit(cache=True)
+def mark_coded_elements(
+    out: np.ndarray, index: np.ndarray, channel: np.ndarray, position: np.ndarray, block_size: int, border: np.ndarray
+) -> None:
+    """Mark the coded elements of the kept blocks True in N x C x H x W ``out``.
+
+    Block j lies in map ``index[j]``, channel ``channel[j]`` and block
+    position ``position[j]``. ``border`` contains each map's border width.
+    """
+    height, width = out.shape[2], out.shape[3]
+    columns = -(-width // block_size)
+    for j in range(index.size):
+        ring = border[index[j]]
+        top = (position[j] // columns) * block_size
+        left = (position[j] % columns) * block_size
+        for y in range(max(top, ring), min(top + block_size, height - ring)):
+            for x in range(max(left, ring), min(left + block_size, width - ring)):
+                out[index[j], channel[j], y, x] = True

@@ -1,13 +1,11 @@
-"""Compiled loops of the entropy coder: Huffman code construction, cost estimates and bit packing.
+"""Compiled loops of the Huffman coder: code construction, cost estimates, bit packing and decoding.
 
 numba compiles these functions to machine code on first use and caches the
 result beside this file (or under ``NUMBA_CACHE_DIR``), so later processes
-load them in milliseconds. A map's whole payload is written by one call to
-``encode_payload``: one compiled call replaces the hundreds of small numpy
-calls whose fixed cost dominated the encoder's time. ``codec.huffman``
-(tables) and ``codec.sections`` (positions and levels) specify the layouts
-written here. Their decoders read the layouts back, and the round-trip
-tests check that both sides agree.
+load them in milliseconds. One compiled call replaces the many small numpy
+calls whose fixed cost dominated the coder's time. ``codec.huffman``
+specifies the table layout, and ``codec.payload_writer`` uses these loops
+to write whole payloads.
 """
 
 from __future__ import annotations
@@ -17,13 +15,6 @@ from numba import njit
 
 LENGTH_FIELD_BITS = 5
 MAX_CODE_LENGTH = (1 << LENGTH_FIELD_BITS) - 1
-CLASS_BITS = 5
-MAX_SYMBOL_BITS = 8
-VALUE_GROUPS = (1, 2, 4, 8)
-
-# Level coding methods, as returned by encode_payload.
-DENSE_METHOD = 0
-ZERO_RUNS_METHOD = 1
 
 
 @njit(cache=True)
@@ -173,160 +164,12 @@ def estimate_cost(frequencies: np.ndarray, symbol_bits: int) -> float:
 
 
 @njit(cache=True)
-def table_fields(count: np.ndarray, symbols: np.ndarray, symbol_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return the fields and widths of a serialized table (layout in ``codec.huffman``)."""
-    max_length = count.size - 1
-    fields = np.zeros(1 + max_length + symbols.size, dtype=np.int64)
-    widths = np.zeros(fields.size, dtype=np.int64)
-    fields[0] = max_length
-    widths[0] = LENGTH_FIELD_BITS
-    for length in range(1, max_length + 1):
-        fields[length] = count[length]
-        widths[length] = symbol_bits + 1
-    fields[1 + max_length :] = symbols
-    widths[1 + max_length :] = symbol_bits
-    return fields, widths
-
-
-@njit(cache=True)
-def gap_classes(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return the gap of each sorted, distinct index and its class, the gap's bit length (0 for 0)."""
-    gaps = np.empty(indices.size, dtype=np.int64)
-    classes = np.zeros(indices.size, dtype=np.int64)
-    previous = -1
-    for i in range(indices.size):
-        gap = indices[i] - previous - 1
-        previous = indices[i]
-        gaps[i] = gap
-        while gap >> classes[i]:
-            classes[i] += 1
-    return gaps, classes
-
-
-@njit(cache=True)
-def estimate_gap_cost(indices: np.ndarray) -> float:
-    """Estimate the bits of ``index_parts(indices)``."""
-    _, classes = gap_classes(indices)
-    extra = 0
-    for c in classes:
-        extra += max(c - 1, 0)
-    return estimate_cost(np.bincount(classes, minlength=1 << CLASS_BITS), CLASS_BITS) + extra
-
-
-@njit(cache=True)
-def index_parts(indices: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Return the fields of the three index parts: class table, class codes and extra bits."""
-    gaps, classes = gap_classes(indices)
-    count, symbols, code_values, code_lengths = build_code(np.bincount(classes, minlength=1 << CLASS_BITS))
-
-    extra_widths = np.maximum(classes - 1, 0)
-    leading = np.zeros(classes.size, dtype=np.int64)
-    for i in range(classes.size):
-        if classes[i] > 0:
-            leading[i] = 1 << (classes[i] - 1)
-    return [
-        table_fields(count, symbols, CLASS_BITS),
-        (code_values[classes], code_lengths[classes]),
-        (gaps - leading, extra_widths),
-    ]
-
-
-@njit(cache=True)
-def pair_symbols(symbols: np.ndarray, symbol_bits: int) -> np.ndarray:
-    """Merge symbols two by two into symbols of twice the bits, the first in the high bits.
-
-    An odd count is padded with a 0 symbol.
-    """
-    if symbols.size % 2:
-        symbols = np.append(symbols, 0)
-    return (symbols[0::2] << symbol_bits) | symbols[1::2]
-
-
-@njit(cache=True)
-def choose_group(levels: np.ndarray, bits: int) -> tuple[float, int, np.ndarray]:
-    """Return the smallest estimated cost of coding ``levels``, its group size and its symbols.
-
-    Groups of g levels form one symbol of g * bits bits, the first level in
-    the most significant bits and the last group padded with level 0. Each
-    size in ``VALUE_GROUPS`` with g * bits <= 8 is built by pairing the
-    symbols of the size before.
-    """
-    best_cost = estimate_cost(np.bincount(levels, minlength=1 << bits), bits)
-    best_group, best_symbols = 1, levels
-    group, current = 1, levels
-    while 2 * group <= VALUE_GROUPS[-1] and 2 * group * bits <= MAX_SYMBOL_BITS:
-        current = pair_symbols(current, group * bits)
-        group *= 2
-        cost = estimate_cost(np.bincount(current, minlength=1 << (group * bits)), group * bits)
-        if cost < best_cost:
-            best_cost, best_group, best_symbols = cost, group, current
-    return best_cost, best_group, best_symbols
-
-
-@njit(cache=True)
-def grouped_parts(symbols: np.ndarray, symbol_bits: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Return the fields of a symbol table and of the symbols' codes."""
-    count, canonical, code_values, code_lengths = build_code(np.bincount(symbols, minlength=1 << symbol_bits))
-    return [table_fields(count, canonical, symbol_bits), (code_values[symbols], code_lengths[symbols])]
-
-
-@njit(cache=True)
-def level_parts(levels: np.ndarray, bits: int) -> tuple[int, int, int, list[tuple[np.ndarray, np.ndarray]]]:
-    """Code the levels with the cheaper of the two codings in ``codec.sections``.
-
-    Returns the method, the group size, the number of non-zero levels (0 for
-    the dense coding) and the fields of each part. No levels at all (every
-    kept block lies on the border) gives two empty parts. Levels that are
-    all zero use the dense coding, whose one-symbol table makes them nearly free.
-    """
-    if levels.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return DENSE_METHOD, 1, 0, [(empty, empty), (empty, empty)]
-
-    dense_cost, dense_group, dense_symbols = choose_group(levels, bits)
-    nonzero = np.flatnonzero(levels).astype(np.int64)
-    if nonzero.size:
-        runs_cost, runs_group, runs_symbols = choose_group(levels[nonzero] - 1, bits)
-        runs_cost += estimate_gap_cost(nonzero)
-        if runs_cost < dense_cost:
-            parts = grouped_parts(runs_symbols, runs_group * bits)
-            parts.extend(index_parts(nonzero))
-            return ZERO_RUNS_METHOD, runs_group, nonzero.size, parts
-
-    return DENSE_METHOD, dense_group, 0, grouped_parts(dense_symbols, dense_group * bits)
-
-
-@njit(cache=True)
-def join_parts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Pack the fields of every part back to back; return the bytes and each part's length in bits."""
-    total = 0
-    part_bits = np.zeros(len(parts), dtype=np.int64)
-    for i, (values, widths) in enumerate(parts):
-        part_bits[i] = widths.sum()
-        total += values.size
-
-    values_all = np.empty(total, dtype=np.int64)
-    widths_all = np.empty(total, dtype=np.int64)
-    start = 0
-    for values, widths in parts:
-        values_all[start : start + values.size] = values
-        widths_all[start : start + values.size] = widths
-        start += values.size
-    return pack_bits(values_all, widths_all), part_bits
-
-
-@njit(cache=True)
-def encode_payload(units: np.ndarray, levels: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, int, int, int]:
-    """Write a map's payload: the kept units' index parts, then the level parts.
-
-    Returns the payload bytes, each part's length in bits, the level coding
-    method, its group size and its number of non-zero levels.
-    """
-    parts = index_parts(units)
-    method, group, nonzero, value_parts = level_parts(levels, bits)
-    parts.extend(value_parts)
-    payload, part_bits = join_parts(parts)
-    return payload, part_bits, method, group, nonzero
+def histogram(symbols: np.ndarray, size: int) -> np.ndarray:
+    """Return the count of each value 0..size-1 in ``symbols``, whose values must lie in that range."""
+    counts = np.zeros(size, dtype=np.int64)
+    for symbol in symbols:
+        counts[symbol] += 1
+    return counts
 
 
 @njit(cache=True)
@@ -350,6 +193,44 @@ def unpack_bits(data: np.ndarray, start: int, widths: np.ndarray) -> np.ndarray:
     return values
 
 
+# Codes of up to this many bits are decoded by one table lookup.
+LOOKUP_BITS = 9
+
+
+@njit(cache=True)
+def _lookup_table(code_counts: np.ndarray, symbols: np.ndarray, lookup_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    # Entry p of the table covers the codes that ``p`` (lookup_bits bits)
+    # starts with: the symbol and code length of a code of at most
+    # lookup_bits bits, or length 0 where a longer code starts.
+    table_symbol = np.zeros(1 << lookup_bits, dtype=np.int64)
+    table_length = np.zeros(1 << lookup_bits, dtype=np.int64)
+    code, index = 0, 0
+    for length in range(1, code_counts.size):
+        for _ in range(code_counts[length]):
+            if length <= lookup_bits and index < symbols.size:
+                first = code << (lookup_bits - length)
+                last = first + (1 << (lookup_bits - length))
+                table_symbol[first:last] = symbols[index]
+                table_length[first:last] = length
+            code += 1
+            index += 1
+        code <<= 1
+    return table_symbol, table_length
+
+
+@njit(cache=True)
+def _peek(data: np.ndarray, position: int, width: int, bit_count: int) -> int:
+    # The next ``width`` bits from ``position``, zeros past ``bit_count``.
+    value = 0
+    for byte in range((position >> 3), ((position + width + 7) >> 3)):
+        value = (value << 8) | (data[byte] if byte < data.size else 0)
+    value >>= ((position + width + 7) >> 3 << 3) - position - width
+    value &= (1 << width) - 1
+    if position + width > bit_count:
+        value &= ~((1 << (position + width - bit_count)) - 1)
+    return value
+
+
 @njit(cache=True)
 def decode_canonical(
     data: np.ndarray, bit_count: int, count: int, code_counts: np.ndarray, symbols: np.ndarray
@@ -359,14 +240,27 @@ def decode_canonical(
     ``code_counts[l]`` is the number of codes of length l (index 0 unused)
     and ``symbols`` lists the symbols in canonical order. Returns the symbols
     and the number of bits they used, or -1 as that number when the bits run
-    out first or hold a code longer than the table's longest. Each code is
-    found by comparing its first l bits with the first canonical code of
-    length l, one length at a time, as zlib's reference decoder puff does.
+    out first or hold a code longer than the table's longest. Short codes
+    are found by one table lookup. Longer ones are found by comparing their
+    first l bits with the first canonical code of length l, one length at a
+    time, as zlib's reference decoder puff does.
     """
     decoded = np.zeros(count, dtype=np.int64)
     max_length = code_counts.size - 1
+    lookup_bits = min(max_length, LOOKUP_BITS)
+    table_symbol, table_length = _lookup_table(code_counts, symbols, lookup_bits)
+
     position = 0
     for i in range(count):
+        prefix = _peek(data, position, lookup_bits, bit_count)
+        length = table_length[prefix]
+        if length:
+            if position + length > bit_count:
+                return decoded, -1
+            decoded[i] = table_symbol[prefix]
+            position += length
+            continue
+
         code, first, index = 0, 0, 0
         found = False
         for length in range(1, max_length + 1):
@@ -390,25 +284,11 @@ def decode_canonical(
 
 
 @njit(cache=True)
-def scatter_blocks(
-    out: np.ndarray,
-    index: np.ndarray,
-    channel: np.ndarray,
-    position: np.ndarray,
-    kept: np.ndarray,
-    columns: int,
-    block_size: int,
-) -> None:
-    """Write K x B*B block elements into ``out`` (N x C x H x W) at their maps, channels and block positions.
-
-    Elements of a block that fall in the padding beyond H x W are dropped.
-    """
-    height, width = out.shape[2], out.shape[3]
-    for j in range(kept.shape[0]):
-        top = (position[j] // columns) * block_size
-        left = (position[j] % columns) * block_size
-        for element in range(kept.shape[1]):
-            y = top + element // block_size
-            x = left + element % block_size
-            if y < height and x < width:
-                out[index[j], channel[j], y, x] = kept[j, element]
+def ungroup(symbols: np.ndarray, bits: int, group: int) -> np.ndarray:
+    """Split each symbol of ``group * bits`` bits into ``group`` levels, the first from the high bits."""
+    levels = np.empty(symbols.size * group, dtype=np.int64)
+    mask = (1 << bits) - 1
+    for i in range(symbols.size):
+        for g in range(group):
+            levels[i * group + g] = (symbols[i] >> (bits * (group - 1 - g))) & mask
+    return levels

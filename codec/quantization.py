@@ -10,22 +10,26 @@ against exactly the levels that the decoder reconstructs.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 
-def quantization_parameters(values: np.ndarray, coded: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return the float32 offset and scale of each map, for N x ... values and their coded mask.
+def quantize_blocks(
+    features: np.ndarray, index: np.ndarray, channel: np.ndarray, position: np.ndarray,
+    block_size: int, border: int, bits: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Quantize the coded elements of the kept blocks of N x C x H x W float32 maps.
 
-    Only values where ``coded`` is True count. A map with constant coded
-    values, or none at all, gets scale 0: every value is then level 0 and
-    reconstructs exactly as ``offset`` (0 without values), with no division
-    by zero.
+    Block j of ``index``, ``channel`` and ``position`` belongs to map
+    ``index[j]``, and blocks are listed map by map. Returns the int64 levels
+    of every coded element (block by block, elements in raster order), their
+    number per map, and each map's float32 offset and scale. A map with
+    constant coded values, or none at all, gets scale 0: every value is then
+    level 0 and reconstructs exactly as ``offset`` (0 without values), with
+    no division by zero.
+
+    Raises ``ValueError`` when a map's value range is too wide for a float32 scale.
     """
-    axes = tuple(range(1, values.ndim))
-    present = coded.any(axis=axes)
-    low = np.where(coded, values, np.inf).min(axis=axes).astype(np.float64)
-    high = np.where(coded, values, -np.inf).max(axis=axes).astype(np.float64)
-    low[~present] = 0.0
-    high[~present] = 0.0
+    levels, per_map, low, high = _quantize_blocks(features, index, channel, position, block_size, border, bits)
 
     offset = low.astype(np.float32)
     with np.errstate(over="ignore"):
@@ -35,23 +39,98 @@ def quantization_parameters(values: np.ndarray, coded: np.ndarray, bits: int) ->
         raise ValueError(
             f"the value range [{low[wide]}, {high[wide]}] of map {wide} is too wide for float32 quantization parameters"
         )
-    return offset, scale
+
+    _level_blocks(features, index, channel, position, block_size, border, bits, offset, scale, levels)
+    return levels, per_map, offset, scale
 
 
-def quantize(values: np.ndarray, offset: np.ndarray, scale: np.ndarray, bits: int) -> np.ndarray:
-    """Map values to int64 levels 0 .. 2**bits - 1, rounding to the nearest level.
+@njit(cache=True)
+def _quantize_blocks(
+    features: np.ndarray, index: np.ndarray, channel: np.ndarray, position: np.ndarray,
+    block_size: int, border: int, bits: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    # First pass: the number of coded elements and the value range of each map.
+    count, _, height, width = features.shape
+    columns = -(-width // block_size)
+    per_map = np.zeros(count, dtype=np.int64)
+    low = np.full(count, np.inf)
+    high = np.full(count, -np.inf)
+    for j in range(index.size):
+        top = (position[j] // columns) * block_size
+        left = (position[j] % columns) * block_size
+        for y in range(max(top, border), min(top + block_size, height - border)):
+            for x in range(max(left, border), min(left + block_size, width - border)):
+                value = np.float64(features[index[j], channel[j], y, x])
+                low[index[j]] = min(low[index[j]], value)
+                high[index[j]] = max(high[index[j]], value)
+                per_map[index[j]] += 1
 
-    ``offset`` and ``scale`` are float32 and broadcast against ``values``;
-    where the scale is 0, every level is 0.
+    for i in range(count):
+        if per_map[i] == 0:
+            low[i] = 0.0
+            high[i] = 0.0
+    return np.zeros(per_map.sum(), dtype=np.int64), per_map, low, high
+
+
+@njit(cache=True)
+def _level_blocks(
+    features: np.ndarray, index: np.ndarray, channel: np.ndarray, position: np.ndarray,
+    block_size: int, border: int, bits: int, offset: np.ndarray, scale: np.ndarray, levels: np.ndarray,
+) -> None:
+    # Second pass: round each coded value to the nearest level, in float64
+    # from the float32 offset and scale that the bitstream carries.
+    _, _, height, width = features.shape
+    columns = -(-width // block_size)
+    top_level = (1 << bits) - 1
+    written = 0
+    for j in range(index.size):
+        step = np.float64(scale[index[j]])
+        base = np.float64(offset[index[j]])
+        top = (position[j] // columns) * block_size
+        left = (position[j] % columns) * block_size
+        for y in range(max(top, border), min(top + block_size, height - border)):
+            for x in range(max(left, border), min(left + block_size, width - border)):
+                level = 0.0
+                if step > 0:
+                    level = min(max(np.rint((np.float64(features[index[j], channel[j], y, x]) - base) / step), 0.0),
+                                top_level)
+                levels[written] = np.int64(level)
+                written += 1
+
+
+def dequantize_blocks(
+    out: np.ndarray, index: np.ndarray, channel: np.ndarray, position: np.ndarray, levels: np.ndarray,
+    offset: np.ndarray, scale: np.ndarray, block_size: int, border: np.ndarray,
+) -> None:
+    """Write ``offset + level * scale`` (float32) of each coded element into N x C x H x W ``out``.
+
+    The inverse of ``quantize_blocks``: blocks and ``levels`` are in its
+    order, and ``offset``, ``scale`` and ``border`` hold one value per map.
+    Raises ``ValueError`` when the number of levels differs from the number
+    of coded elements in the blocks.
     """
-    offset = np.asarray(offset, dtype=np.float64)
-    scale = np.asarray(scale, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        levels = np.rint((values.astype(np.float64) - offset) / scale)
-    levels = np.where(scale > 0, levels, 0.0)
-    return np.clip(levels, 0, (1 << bits) - 1).astype(np.int64)
+    written = _dequantize_blocks(out, index, channel, position, levels, offset, scale, block_size, border)
+    if written != levels.size:
+        raise ValueError(f"{levels.size} levels given for {written} coded elements; they must be equal")
 
 
-def dequantize(levels: np.ndarray, offset: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Return the float32 value of each level; ``offset`` and ``scale`` broadcast against ``levels``."""
-    return np.asarray(offset, dtype=np.float32) + levels.astype(np.float32) * np.asarray(scale, dtype=np.float32)
+@njit(cache=True)
+def _dequantize_blocks(
+    out: np.ndarray, index: np.ndarray, channel: np.ndarray, position: np.ndarray, levels: np.ndarray,
+    offset: np.ndarray, scale: np.ndarray, block_size: int, border: np.ndarray,
+) -> int:
+    # Returns the number of coded elements, or -1 when levels run out first.
+    height, width = out.shape[2], out.shape[3]
+    columns = -(-width // block_size)
+    read = 0
+    for j in range(index.size):
+        ring = border[index[j]]
+        top = (position[j] // columns) * block_size
+        left = (position[j] % columns) * block_size
+        for y in range(max(top, ring), min(top + block_size, height - ring)):
+            for x in range(max(left, ring), min(left + block_size, width - ring)):
+                if read >= levels.size:
+                    return -1
+                out[index[j], channel[j], y, x] = offset[index[j]] + np.float32(levels[read]) * scale[index[j]]
+                read += 1
+    return read

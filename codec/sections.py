@@ -22,8 +22,8 @@ Levels have two codings, and the encoder estimates both and keeps the smaller:
   features quantize mostly to level 0, and a Huffman code cannot spend less
   than one bit per symbol, so runs beat groups when zeros dominate.
 
-The encoder's loops run compiled in ``codec.kernels``; the decoder here is
-numpy and bitarray, with a check on every declared size.
+``codec.payload_writer`` writes the payload in compiled code. The decoder
+here checks every declared size before its compiled loops read the bits.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 from bitarray import bitarray
 
-from codec import kernels
-from codec.bitpack import pack_fields, unpack_fields
+from codec import kernels, payload_writer
+from codec.bitpack import unpack_fields
 from codec.errors import BitstreamError
 from codec.huffman import decode_symbols, read_table
-from codec.kernels import CLASS_BITS
+from codec.payload_writer import CLASS_BITS
 
 DENSE = "dense"
 ZERO_RUNS = "zero-runs"
@@ -93,8 +93,8 @@ def leading_ones(classes: np.ndarray) -> np.ndarray:
 
 def encode_indices(indices: np.ndarray) -> list[bitarray]:
     """Code sorted, distinct indices as gap classes and extra bits: [table, codes, extra bits]."""
-    parts = kernels.index_parts(np.ascontiguousarray(indices, dtype=np.int64))
-    return [pack_fields(values, widths) for values, widths in parts]
+    payload, part_bits = payload_writer.encode_indices(np.ascontiguousarray(indices, dtype=np.int64))
+    return split_parts(payload.tobytes(), part_bits.tolist(), 3)
 
 
 def decode_indices(parts: list[bitarray], count: int, limit: int, what: str) -> np.ndarray:
@@ -118,8 +118,7 @@ def decode_indices(parts: list[bitarray], count: int, limit: int, what: str) -> 
 
 def ungroup_levels(symbols: np.ndarray, bits: int, group: int) -> np.ndarray:
     """Split each symbol back into ``group`` levels."""
-    shifts = bits * np.arange(group - 1, -1, -1, dtype=np.int64)
-    return ((symbols[:, None] >> shifts) & ((1 << bits) - 1)).reshape(-1)
+    return kernels.ungroup(np.ascontiguousarray(symbols, dtype=np.int64), bits, group)
 
 
 def decode_grouped(parts: list[bitarray], bits: int, group: int, count: int, what: str) -> np.ndarray:
@@ -140,10 +139,10 @@ def encode_payload(units: np.ndarray, levels: np.ndarray, bits: int) -> tuple[by
     empty level parts. Levels that are all zero use the dense coding, whose
     one-symbol table makes them nearly free.
     """
-    payload, part_bits, method, group, nonzero = kernels.encode_payload(
+    payload, part_bits, method, group, nonzero = payload_writer.encode_payload(
         np.ascontiguousarray(units, dtype=np.int64), np.ascontiguousarray(levels, dtype=np.int64), bits
     )
-    coding = LevelCoding(ZERO_RUNS if method == kernels.ZERO_RUNS_METHOD else DENSE, group, nonzero)
+    coding = LevelCoding(ZERO_RUNS if method == payload_writer.ZERO_RUNS_METHOD else DENSE, group, nonzero)
     return payload.tobytes(), part_bits.tolist(), coding
 
 

@@ -11,18 +11,44 @@ blocks.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from codec.config import kept_count
 
 
-def block_energy(blocks: np.ndarray) -> np.ndarray:
-    """Return the sum of squares of each block of a ... x C x P x B*B array (C x P for one map).
+def block_energy(features: np.ndarray, block_size: int, border: int) -> np.ndarray:
+    """Return the sum of squares of each block of N x C x H x W maps as N x C x P (C x P for one C x H x W map).
 
-    The sum runs in float32. Its rounding is deterministic for a given input
-    array, and the encoder and ``simulate`` both call this function, so they
-    always rank blocks the same way.
+    Blocks are those of ``codec.blocks.to_blocks``, with the border ring and
+    the padding counted as zeros.
     """
-    return np.einsum("...e,...e->...", blocks, blocks)
+    features = np.ascontiguousarray(features, dtype=np.float32)
+    if features.ndim == 3:
+        return _block_energy(features[None], block_size, border)[0]
+    return _block_energy(features, block_size, border)
+
+
+@njit(cache=True)
+def _block_energy(features: np.ndarray, block_size: int, border: int) -> np.ndarray:
+    # The sum runs in float32 over each block's elements in raster order.
+    # Its rounding is fixed for a given input, and the encoder and simulate
+    # both call this function, so they always rank blocks the same way.
+    count, channels, height, width = features.shape
+    columns = -(-width // block_size)
+    rows = -(-height // block_size)
+    energy = np.zeros((count, channels, rows * columns), dtype=np.float32)
+    for index in range(count):
+        for channel in range(channels):
+            for position in range(rows * columns):
+                top = (position // columns) * block_size
+                left = (position % columns) * block_size
+                total = np.float32(0.0)
+                for y in range(max(top, border), min(top + block_size, height - border)):
+                    for x in range(max(left, border), min(left + block_size, width - border)):
+                        value = features[index, channel, y, x]
+                        total += value * value
+                energy[index, channel, position] = total
+    return energy
 
 
 def unit_count(mode: str, channels: int, positions: int) -> int:

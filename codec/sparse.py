@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from codec.blocks import block_grid, coded_element_mask, to_blocks
+from codec.blocks import block_grid, mark_coded_elements
 from codec.config import CodecConfig
-from codec.kernels import scatter_blocks
-from codec.quantization import dequantize, quantization_parameters, quantize
+from codec.quantization import dequantize_blocks, quantize_blocks
 from codec.selection import block_energy, expand_units, select_units
 
 # Largest map, in elements, that the encoder writes and the decoder accepts:
@@ -48,12 +47,6 @@ class SparseMap:
     def kept_blocks(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the channel and position index of every kept block."""
         return expand_units(self.units, self.config.mode, self.shape[0], self.positions)
-
-    def element_mask(self) -> np.ndarray:
-        """Return the K x B*B mask of coded elements in the kept blocks."""
-        _, position = self.kept_blocks()
-        channels, height, width = self.shape
-        return coded_element_mask(height, width, self.config.block_size, self.config.border)[position]
 
 
 # Expected layout of an input with 3 or 4 axes, for error messages.
@@ -106,18 +99,17 @@ def analyze_batch(features: Any, config: CodecConfig) -> list[SparseMap]:
 def _analyze_checked(batch: np.ndarray, config: CodecConfig) -> list[SparseMap]:
     count, channels, height, width = batch.shape
     shape = (channels, height, width)
-    blocks = to_blocks(batch.reshape(count * channels, height, width), config.block_size, config.border)
-    blocks = blocks.reshape(count, channels, blocks.shape[1], blocks.shape[2])
+    batch = np.ascontiguousarray(batch)
+    energy = block_energy(batch, config.block_size, config.border)
 
-    units = select_units(block_energy(blocks), config.mode, config.keep_ratio)
+    units = select_units(energy, config.mode, config.keep_ratio)
 
-    channel, position = expand_units(units, config.mode, channels, blocks.shape[2])
-    kept = blocks[np.arange(count)[:, None], channel, position]
-    coded = coded_element_mask(height, width, config.block_size, config.border)[position]
-
-    offset, scale = quantization_parameters(kept, coded, config.bits)
-    per_map = coded.sum(axis=(1, 2))
-    levels = quantize(kept[coded], np.repeat(offset, per_map), np.repeat(scale, per_map), config.bits)
+    channel, position = expand_units(units, config.mode, channels, energy.shape[2])
+    index = np.repeat(np.arange(count, dtype=np.int64), channel.shape[1])
+    levels, per_map, offset, scale = quantize_blocks(
+        batch, index, np.ascontiguousarray(channel).reshape(-1), np.ascontiguousarray(position).reshape(-1),
+        config.block_size, config.border, config.bits,
+    )
 
     return [
         SparseMap(shape, config, units[index], map_levels, offset[index], scale[index])
@@ -125,13 +117,13 @@ def _analyze_checked(batch: np.ndarray, config: CodecConfig) -> list[SparseMap]:
     ]
 
 
-def _kept_elements(maps: Sequence[SparseMap]) -> tuple[tuple[np.ndarray, ...], np.ndarray, tuple[int, int, int], int]:
-    """Return the (map, channel, position) index and the coded-element mask of every kept block of ``maps``.
+def _kept_blocks(maps: Sequence[SparseMap]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return the map, channel and position of every kept block of ``maps``, and each map's border.
 
     The maps must share their shape and block size.
     """
     shape, block_size = maps[0].shape, maps[0].config.block_size
-    index, channel, position, mask = [], [], [], []
+    index, channel, position = [], [], []
     for number, sparse in enumerate(maps):
         if sparse.shape != shape or sparse.config.block_size != block_size:
             raise ValueError(
@@ -140,20 +132,10 @@ def _kept_elements(maps: Sequence[SparseMap]) -> tuple[tuple[np.ndarray, ...], n
             )
         map_channel, map_position = sparse.kept_blocks()
         index.append(np.full(map_channel.size, number, dtype=np.int64))
-        channel.append(map_channel)
-        position.append(map_position)
-        mask.append(sparse.element_mask())
-    where = (np.concatenate(index), np.concatenate(channel), np.concatenate(position))
-    return where, np.concatenate(mask), shape, block_size
-
-
-def _scatter(maps: Sequence[SparseMap], kept: np.ndarray, where: tuple[np.ndarray, ...], block_size: int) -> np.ndarray:
-    """Place the kept blocks' elements into N x C x H x W maps, zero elsewhere."""
-    channels, height, width = maps[0].shape
-    _, columns = block_grid(height, width, block_size)
-    dense = np.zeros((len(maps), channels, height, width), dtype=kept.dtype)
-    scatter_blocks(dense, *where, np.ascontiguousarray(kept), columns, block_size)
-    return dense
+        channel.append(np.ravel(map_channel))
+        position.append(np.ravel(map_position))
+    border = np.array([sparse.config.border for sparse in maps], dtype=np.int64)
+    return np.concatenate(index), np.concatenate(channel), np.concatenate(position), border
 
 
 def reconstruct(sparse: SparseMap) -> np.ndarray:
@@ -163,14 +145,14 @@ def reconstruct(sparse: SparseMap) -> np.ndarray:
 
 def reconstruct_batch(maps: Sequence[SparseMap]) -> np.ndarray:
     """Return the dense float32 N x C x H x W maps of ``SparseMap`` objects of one shape and block size."""
-    where, mask, _, block_size = _kept_elements(maps)
-    offset = np.repeat([sparse.offset for sparse in maps], [sparse.levels.size for sparse in maps])
-    scale = np.repeat([sparse.scale for sparse in maps], [sparse.levels.size for sparse in maps])
-    levels = np.concatenate([sparse.levels for sparse in maps])
+    index, channel, position, border = _kept_blocks(maps)
+    levels = np.concatenate([sparse.levels for sparse in maps]).astype(np.int64, copy=False)
+    offset = np.array([sparse.offset for sparse in maps], dtype=np.float32)
+    scale = np.array([sparse.scale for sparse in maps], dtype=np.float32)
 
-    kept = np.zeros(mask.shape, dtype=np.float32)
-    kept[mask] = dequantize(levels, offset.astype(np.float32), scale.astype(np.float32))
-    return _scatter(maps, kept, where, block_size)
+    dense = np.zeros((len(maps), *maps[0].shape), dtype=np.float32)
+    dequantize_blocks(dense, index, channel, position, levels, offset, scale, maps[0].config.block_size, border)
+    return dense
 
 
 def coded_mask(sparse: SparseMap) -> np.ndarray:
@@ -180,5 +162,7 @@ def coded_mask(sparse: SparseMap) -> np.ndarray:
 
 def coded_mask_batch(maps: Sequence[SparseMap]) -> np.ndarray:
     """Return the N x C x H x W boolean masks of coded elements of maps of one shape and block size."""
-    where, mask, _, block_size = _kept_elements(maps)
-    return _scatter(maps, mask, where, block_size)
+    index, channel, position, border = _kept_blocks(maps)
+    mask = np.zeros((len(maps), *maps[0].shape), dtype=bool)
+    mark_coded_elements(mask, index, channel, position, maps[0].config.block_size, border)
+    return mask

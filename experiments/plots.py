@@ -24,7 +24,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from codec import CodecConfig, decode, encode
-from codec.blocks import to_blocks
 from codec.config import kept_count
 from codec.selection import block_energy
 
@@ -47,7 +46,7 @@ def save_figure(figure: Figure, path: Path) -> None:
 
 def selection_scores(feature_map: np.ndarray, mode: str, block_size: int, border: int) -> np.ndarray:
     """Return the scores that selection ranks for one C x H x W map: rows of candidates competing together."""
-    energy = block_energy(to_blocks(feature_map, block_size, border))
+    energy = block_energy(feature_map, block_size, border)
     if mode == "global":
         return energy.reshape(1, -1)
     if mode == "region-wise":

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from codec.bitpack import pack_fields, unpack_fields
 from codec.errors import BitstreamError
 from codec.huffman import build_table, decode_symbols, read_table, write_table
-from codec.kernels import MAX_CODE_LENGTH, choose_group, pair_symbols
+from codec.kernels import MAX_CODE_LENGTH
+from codec.payload_writer import choose_group, pair_symbols
 from codec.sections import decode_indices, encode_indices, ungroup_levels
 
 FAST = settings(max_examples=200, deadline=None)
