@@ -1,7 +1,7 @@
 """Compiled loops of the Huffman coder: code construction, cost estimates, bit packing and decoding.
 
 numba compiles these functions to machine code on first use and caches the
-result beside this file (or under ``NUMBA_CACHE_DIR``), so later processes
+result (beside this file, or where ``NUMBA_CACHE_DIR`` points), so later processes
 load them in milliseconds. One compiled call replaces the many small numpy
 calls whose fixed cost dominated the coder's time. ``codec.huffman``
 specifies the table layout, and ``codec.payload_writer`` uses these loops
