@@ -13,6 +13,8 @@ from numba import njit
 
 from codec.kernels import LENGTH_FIELD_BITS, build_code, estimate_cost, histogram
 
+# 5-bit gap classes cover gaps below 2**31, far above the 2**24 elements
+# that a map may have (codec.sparse.MAX_ELEMENTS). ``histogram`` relies on it.
 CLASS_BITS = 5
 MAX_SYMBOL_BITS = 8
 VALUE_GROUPS = (1, 2, 4, 8)

@@ -109,9 +109,11 @@ def dequantize_blocks(
     Raises ``ValueError`` when the number of levels differs from the number
     of coded elements in the blocks.
     """
-    written = _dequantize_blocks(out, index, channel, position, levels, offset, scale, block_size, border)
-    if written != levels.size:
-        raise ValueError(f"{levels.size} levels given for {written} coded elements; they must be equal")
+    read = _dequantize_blocks(out, index, channel, position, levels, offset, scale, block_size, border)
+    if read < 0:
+        raise ValueError(f"the kept blocks have more coded elements than the {levels.size} levels given")
+    if read != levels.size:
+        raise ValueError(f"{levels.size} levels given for {read} coded elements; they must be equal")
 
 
 @njit(cache=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from codec import MODES, BitstreamError, CodecConfig, decode, decode_batch, encode, encode_batch, read_sparse, simulate
 from codec.blocks import from_blocks, to_blocks
 from codec.selection import block_energy
-from codec.sparse import coded_mask
+from codec.sparse import coded_mask, reconstruct
 from tests.codec_invariants import check_round_trip, relu_features
 
 SHAPES = [(64, 32, 32), (64, 30, 30), (1, 5, 7)]
@@ -241,3 +242,13 @@ def test_decode_batch_names_the_bad_bitstream():
 def test_encode_batch_rejects_a_single_map():
     with pytest.raises(ValueError, match="N x C x H x W"):
         encode_batch(np.zeros((4, 8, 8), np.float32), CodecConfig())
+
+
+@pytest.mark.parametrize("extra", [-1, 1])
+def test_reconstruct_rejects_level_count_mismatch(extra):
+    features = relu_features(np.random.default_rng(6), (4, 8, 8))
+    sparse = read_sparse(encode(features, CodecConfig(mode="global", keep_ratio=0.5, block_size=4, bits=2)))
+    levels = sparse.levels[:-1] if extra < 0 else np.append(sparse.levels, 0)
+    damaged = dataclasses.replace(sparse, levels=levels)
+    with pytest.raises(ValueError, match="levels"):
+        reconstruct(damaged)
