@@ -102,37 +102,81 @@ def put_extras(out: np.ndarray, position: int, gaps: np.ndarray, classes: np.nda
 
 
 @njit(cache=True)
-def pair_symbols(symbols: np.ndarray, symbol_bits: int) -> np.ndarray:
-    """Merge symbols two by two into symbols of twice the bits, the first in the high bits.
-
-    An odd count is padded with a 0 symbol.
-    """
-    paired = np.empty((symbols.size + 1) // 2, dtype=np.int64)
-    for i in range(paired.size):
-        low = symbols[2 * i + 1] if 2 * i + 1 < symbols.size else 0
-        paired[i] = (symbols[2 * i] << symbol_bits) | low
-    return paired
+def group_sizes(bits: int) -> int:
+    """Return how many sizes of ``VALUE_GROUPS`` fit in one symbol of at most 8 bits: groups 1, 2, 4, ... of that count."""
+    sizes = 0
+    while sizes < len(VALUE_GROUPS) and VALUE_GROUPS[sizes] * bits <= MAX_SYMBOL_BITS:
+        sizes += 1
+    return sizes
 
 
 @njit(cache=True)
-def choose_group(levels: np.ndarray, bits: int) -> tuple[float, int, np.ndarray]:
-    """Return the smallest estimated cost of coding ``levels``, its group size and its symbols.
+def pack_groups(values: np.ndarray, bits: int, group: int) -> np.ndarray:
+    """Pack ``group`` values at a time into one symbol, the first in the high bits, the last group padded with 0."""
+    symbols = np.empty((values.size + group - 1) // group, dtype=np.int64)
+    for k in range(symbols.size):
+        symbol = 0
+        for i in range(k * group, k * group + group):
+            symbol = (symbol << bits) | (values[i] if i < values.size else 0)
+        symbols[k] = symbol
+    return symbols
 
-    Groups of g levels form one symbol of g * bits bits, the first level in
-    the most significant bits and the last group padded with level 0. Each
-    size in ``VALUE_GROUPS`` with g * bits <= 8 is built by pairing the
-    symbols of the size before.
+
+@njit(cache=True)
+def group_histogram(values: np.ndarray, bits: int, group: int) -> np.ndarray:
+    """Return the histogram (256 bins) of the symbols that ``pack_groups`` makes, without making them."""
+    counts = np.zeros(1 << MAX_SYMBOL_BITS, dtype=np.int64)
+    for k in range((values.size + group - 1) // group):
+        symbol = 0
+        for i in range(k * group, k * group + group):
+            symbol = (symbol << bits) | (values[i] if i < values.size else 0)
+        counts[symbol] += 1
+    return counts
+
+
+@njit(cache=True)
+def level_statistics(levels: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Count what the cost estimates of both level codings need.
+
+    Returns the symbol histograms of every group size (row r for groups of
+    ``VALUE_GROUPS[r]`` levels) for the dense coding, the same histograms of
+    the non-zero levels minus one for the zero-run coding, the histogram of
+    the zero runs' gap classes, and the non-zero levels minus one.
     """
-    best_cost = estimate_cost(histogram(levels, 1 << bits), bits)
-    best_group, best_symbols = 1, levels
-    group, current = 1, levels
-    while 2 * group <= VALUE_GROUPS[-1] and 2 * group * bits <= MAX_SYMBOL_BITS:
-        current = pair_symbols(current, group * bits)
-        group *= 2
-        cost = estimate_cost(histogram(current, 1 << (group * bits)), group * bits)
+    sizes = group_sizes(bits)
+    dense = np.zeros((sizes, 1 << MAX_SYMBOL_BITS), dtype=np.int64)
+    runs = np.zeros((sizes, 1 << MAX_SYMBOL_BITS), dtype=np.int64)
+    classes = np.zeros(1 << CLASS_BITS, dtype=np.int64)
+
+    nonzero_levels = np.empty(levels.size, dtype=np.int64)
+    nonzero, previous = 0, -1
+    for i in range(levels.size):
+        if levels[i]:
+            gap, gap_class = i - previous - 1, 0
+            while gap >> gap_class:
+                gap_class += 1
+            classes[gap_class] += 1
+            nonzero_levels[nonzero] = levels[i] - 1
+            previous = i
+            nonzero += 1
+    nonzero_levels = nonzero_levels[:nonzero]
+
+    for row in range(sizes):
+        dense[row] = group_histogram(levels, bits, VALUE_GROUPS[row])
+        runs[row] = group_histogram(nonzero_levels, bits, VALUE_GROUPS[row])
+    return dense, runs, classes, nonzero_levels
+
+
+@njit(cache=True)
+def cheapest_group(histograms: np.ndarray, bits: int) -> tuple[float, int]:
+    """Return the smallest estimated cost over the group sizes of ``level_statistics`` histograms, and its group."""
+    best_cost, best_group = np.inf, 1
+    for row in range(histograms.shape[0]):
+        symbol_bits = VALUE_GROUPS[row] * bits
+        cost = estimate_cost(histograms[row, : 1 << symbol_bits], symbol_bits)
         if cost < best_cost:
-            best_cost, best_group, best_symbols = cost, group, current
-    return best_cost, best_group, best_symbols
+            best_cost, best_group = cost, VALUE_GROUPS[row]
+    return best_cost, best_group
 
 
 @njit(cache=True)
@@ -157,27 +201,6 @@ def code_section(
 
 
 @njit(cache=True)
-def estimate_gap_cost(classes: np.ndarray) -> float:
-    """Estimate the bits of coding gaps of these classes: class codes, class table and extra bits."""
-    frequencies = histogram(classes, 1 << CLASS_BITS)
-    return estimate_cost(frequencies, CLASS_BITS) + extra_bit_count(frequencies)
-
-
-@njit(cache=True)
-def _nonzero_indices(levels: np.ndarray) -> np.ndarray:
-    count = 0
-    for level in levels:
-        count += level != 0
-    indices = np.empty(count, dtype=np.int64)
-    written = 0
-    for i in range(levels.size):
-        if levels[i]:
-            indices[written] = i
-            written += 1
-    return indices
-
-
-@njit(cache=True)
 def choose_level_coding(
     levels: np.ndarray, bits: int
 ) -> tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -190,15 +213,17 @@ def choose_level_coding(
     nearly free.
     """
     empty = np.zeros(0, dtype=np.int64)
-    dense_cost, dense_group, dense_symbols = choose_group(levels, bits)
-    nonzero = _nonzero_indices(levels)
-    if nonzero.size:
-        runs_cost, runs_group, runs_symbols = choose_group(levels[nonzero] - 1, bits)
-        gaps, classes = gap_classes(nonzero)
-        runs_cost += estimate_gap_cost(classes)
+    dense, runs, classes, nonzero_levels = level_statistics(levels, bits)
+    dense_cost, dense_group = cheapest_group(dense, bits)
+    if nonzero_levels.size:
+        runs_cost, runs_group = cheapest_group(runs, bits)
+        runs_cost += estimate_cost(classes, CLASS_BITS) + extra_bit_count(classes)
         if runs_cost < dense_cost:
-            return ZERO_RUNS_METHOD, runs_group, nonzero.size, runs_symbols, nonzero, gaps, classes
-    return DENSE_METHOD, dense_group, 0, dense_symbols, empty, empty, empty
+            indices = np.flatnonzero(levels).astype(np.int64)
+            gaps, gap_class = gap_classes(indices)
+            symbols = pack_groups(nonzero_levels, bits, runs_group)
+            return ZERO_RUNS_METHOD, runs_group, nonzero_levels.size, symbols, indices, gaps, gap_class
+    return DENSE_METHOD, dense_group, 0, pack_groups(levels, bits, dense_group), empty, empty, empty
 
 
 @njit(cache=True)

@@ -13,7 +13,15 @@ from codec.bitpack import pack_fields, unpack_fields
 from codec.errors import BitstreamError
 from codec.huffman import build_table, decode_symbols, read_table, write_table
 from codec.kernels import MAX_CODE_LENGTH
-from codec.payload_writer import choose_group, pair_symbols
+from codec.payload_writer import (
+    DENSE_METHOD,
+    VALUE_GROUPS,
+    choose_level_coding,
+    gap_classes,
+    group_sizes,
+    level_statistics,
+    pack_groups,
+)
 from codec.sections import decode_indices, encode_indices, ungroup_levels
 
 FAST = settings(max_examples=200, deadline=None)
@@ -96,20 +104,38 @@ def test_gaps_round_trip(indices):
 @given(st.integers(1, 8), st.lists(st.integers(0, 255), min_size=1, max_size=50))
 def test_grouping_round_trip(bits, raw):
     levels = np.array(raw, dtype=np.int64) % (1 << bits)
-    group, symbols = 1, levels
-    while 2 * group * bits <= 8 and group < 8:
-        symbols = pair_symbols(symbols, group * bits)
-        group *= 2
+    for group in VALUE_GROUPS[: group_sizes(bits)]:
+        symbols = pack_groups(levels, bits, group)
         assert ungroup_levels(symbols, bits, group)[: levels.size].tolist() == levels.tolist()
 
 
 @FAST
 @given(st.integers(1, 8), st.lists(st.integers(0, 255), min_size=1, max_size=200))
-def test_chosen_group_round_trip(bits, raw):
+def test_level_statistics_match_groups(bits, raw):
+    # The one-pass histograms equal those of the symbols that would be coded.
     levels = np.array(raw, dtype=np.int64) % (1 << bits)
-    _, group, symbols = choose_group(levels, bits)
+    dense, runs, classes, nonzero_levels = level_statistics(levels, bits)
+    indices = np.flatnonzero(levels)
+    assert nonzero_levels.tolist() == (levels[indices] - 1).tolist()
+    assert classes.tolist() == np.bincount(gap_classes(indices)[1], minlength=32).tolist()
+    for row, group in enumerate(VALUE_GROUPS[: group_sizes(bits)]):
+        expected = np.bincount(pack_groups(levels, bits, group), minlength=256)
+        assert dense[row].tolist() == expected.tolist()
+        expected = np.bincount(pack_groups(levels[indices] - 1, bits, group), minlength=256)
+        assert runs[row].tolist() == expected.tolist()
+
+
+@FAST
+@given(st.integers(1, 8), st.lists(st.integers(0, 255), min_size=1, max_size=200))
+def test_chosen_level_coding_round_trip(bits, raw):
+    levels = np.array(raw, dtype=np.int64) % (1 << bits)
+    method, group, nonzero, symbols, indices, _, _ = choose_level_coding(levels, bits)
     assert group * bits <= 8
-    assert ungroup_levels(symbols, bits, group)[: levels.size].tolist() == levels.tolist()
+    if method == DENSE_METHOD:
+        assert ungroup_levels(symbols, bits, group)[: levels.size].tolist() == levels.tolist()
+    else:
+        assert indices.tolist() == np.flatnonzero(levels).tolist()
+        assert ungroup_levels(symbols, bits, group)[:nonzero].tolist() == (levels[indices] - 1).tolist()
 
 
 @FAST
