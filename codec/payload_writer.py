@@ -138,10 +138,11 @@ def group_histogram(values: np.ndarray, bits: int, group: int) -> np.ndarray:
 def level_statistics(levels: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Count what the cost estimates of both level codings need.
 
-    Returns the symbol histograms of every group size (row r for groups of
-    ``VALUE_GROUPS[r]`` levels) for the dense coding, the same histograms of
-    the non-zero levels minus one for the zero-run coding, the histogram of
-    the zero runs' gap classes, and the non-zero levels minus one.
+    Returns four items. The first is the symbol histograms of the dense
+    coding, row r for groups of ``VALUE_GROUPS[r]`` levels. The second is
+    the same histograms of the non-zero levels minus one, for the zero-run
+    coding. The last two are the histogram of the zero runs' gap classes and
+    the non-zero levels minus one.
     """
     sizes = group_sizes(bits)
     dense = np.zeros((sizes, 1 << MAX_SYMBOL_BITS), dtype=np.int64)
