@@ -61,9 +61,25 @@ def put_codes(
     out: np.ndarray, position: int, symbols: np.ndarray, code_values: np.ndarray, code_lengths: np.ndarray
 ) -> int:
     """Write the code of each symbol at bit ``position`` of ``out`` and return the position after them."""
+    # An accumulator takes whole codes and hands out whole bytes. It keeps
+    # fewer than 8 pending bits between codes, and a code has at most 31
+    # bits, so it never exceeds 39 bits. It starts with the bits already
+    # written to the first, partly filled byte.
+    byte, pending = position >> 3, position & 7
+    accumulator = 0
+    if pending:
+        accumulator = np.int64(out[byte]) >> (8 - pending)
     for symbol in symbols:
-        position = _put(out, position, code_values[symbol], code_lengths[symbol])
-    return position
+        accumulator = (accumulator << code_lengths[symbol]) | code_values[symbol]
+        pending += code_lengths[symbol]
+        while pending >= 8:
+            pending -= 8
+            out[byte] = (accumulator >> pending) & 0xFF
+            byte += 1
+        accumulator &= (1 << pending) - 1
+    if pending:
+        out[byte] = (accumulator << (8 - pending)) & 0xFF
+    return 8 * byte + pending
 
 
 @njit(cache=True)
@@ -126,9 +142,16 @@ def pack_groups(values: np.ndarray, bits: int, group: int) -> np.ndarray:
 def group_histogram(values: np.ndarray, bits: int, group: int) -> np.ndarray:
     """Return the histogram (256 bins) of the symbols that ``pack_groups`` makes, without making them."""
     counts = np.zeros(1 << MAX_SYMBOL_BITS, dtype=np.int64)
-    for k in range((values.size + group - 1) // group):
+    full = values.size // group
+    for k in range(full):
         symbol = 0
         for i in range(k * group, k * group + group):
+            symbol = (symbol << bits) | values[i]
+        counts[symbol] += 1
+
+    if values.size % group:
+        symbol = 0
+        for i in range(full * group, full * group + group):
             symbol = (symbol << bits) | (values[i] if i < values.size else 0)
         counts[symbol] += 1
     return counts

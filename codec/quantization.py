@@ -29,7 +29,7 @@ def quantize_blocks(
 
     Raises ``ValueError`` when a map's value range is too wide for a float32 scale.
     """
-    levels, per_map, low, high = _quantize_blocks(features, index, channel, position, block_size, border, bits)
+    values, per_map, low, high = _gather_blocks(features, index, channel, position, block_size, border)
 
     offset = low.astype(np.float32)
     with np.errstate(over="ignore"):
@@ -40,62 +40,63 @@ def quantize_blocks(
             f"the value range [{low[wide]}, {high[wide]}] of map {wide} is too wide for float32 quantization parameters"
         )
 
-    _level_blocks(features, index, channel, position, block_size, border, bits, offset, scale, levels)
-    return levels, per_map, offset, scale
+    return _quantize_values(values, per_map, offset, scale, bits), per_map, offset, scale
 
 
 @njit(cache=True)
-def _quantize_blocks(
-    features: np.ndarray, index: np.ndarray, channel: np.ndarray, position: np.ndarray,
-    block_size: int, border: int, bits: int,
+def _gather_blocks(
+    features: np.ndarray, index: np.ndarray, channel: np.ndarray, position: np.ndarray, block_size: int, border: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    # First pass: the number of coded elements and the value range of each map.
+    # Copy the coded elements of the kept blocks into one array, in level
+    # order, and find the number of elements and the value range of each map.
     count, _, height, width = features.shape
     columns = -(-width // block_size)
+    values = np.empty(index.size * block_size * block_size, dtype=np.float32)
     per_map = np.zeros(count, dtype=np.int64)
-    low = np.full(count, np.inf)
-    high = np.full(count, -np.inf)
+    low = np.zeros(count)
+    high = np.zeros(count)
+
+    written = 0
     for j in range(index.size):
+        plane = features[index[j], channel[j]]
         top = (position[j] // columns) * block_size
         left = (position[j] % columns) * block_size
         for y in range(max(top, border), min(top + block_size, height - border)):
             for x in range(max(left, border), min(left + block_size, width - border)):
-                value = np.float64(features[index[j], channel[j], y, x])
-                low[index[j]] = min(low[index[j]], value)
-                high[index[j]] = max(high[index[j]], value)
-                per_map[index[j]] += 1
+                values[written] = plane[y, x]
+                written += 1
+        per_map[index[j]] = written
 
+    # per_map holds running totals so far; turn them into counts per map.
+    start = 0
     for i in range(count):
-        if per_map[i] == 0:
-            low[i] = 0.0
-            high[i] = 0.0
-    return np.zeros(per_map.sum(), dtype=np.int64), per_map, low, high
+        end = max(per_map[i], start)
+        per_map[i] = end - start
+        if end > start:
+            low[i] = np.float64(values[start:end].min())
+            high[i] = np.float64(values[start:end].max())
+        start = end
+    return values[:written], per_map, low, high
 
 
 @njit(cache=True)
-def _level_blocks(
-    features: np.ndarray, index: np.ndarray, channel: np.ndarray, position: np.ndarray,
-    block_size: int, border: int, bits: int, offset: np.ndarray, scale: np.ndarray, levels: np.ndarray,
-) -> None:
-    # Second pass: round each coded value to the nearest level, in float64
-    # from the float32 offset and scale that the bitstream carries.
-    _, _, height, width = features.shape
-    columns = -(-width // block_size)
-    top_level = (1 << bits) - 1
-    written = 0
-    for j in range(index.size):
-        step = np.float64(scale[index[j]])
-        base = np.float64(offset[index[j]])
-        top = (position[j] // columns) * block_size
-        left = (position[j] % columns) * block_size
-        for y in range(max(top, border), min(top + block_size, height - border)):
-            for x in range(max(left, border), min(left + block_size, width - border)):
-                level = 0.0
-                if step > 0:
-                    level = min(max(np.rint((np.float64(features[index[j], channel[j], y, x]) - base) / step), 0.0),
-                                top_level)
-                levels[written] = np.int64(level)
-                written += 1
+def _quantize_values(
+    values: np.ndarray, per_map: np.ndarray, offset: np.ndarray, scale: np.ndarray, bits: int
+) -> np.ndarray:
+    # Round each value to the nearest level, in float64 from the float32
+    # offset and scale that the bitstream carries.
+    levels = np.zeros(values.size, dtype=np.int64)
+    top_level = np.float64((1 << bits) - 1)
+    start = 0
+    for i in range(per_map.size):
+        step = np.float64(scale[i])
+        base = np.float64(offset[i])
+        if step > 0:
+            for k in range(start, start + per_map[i]):
+                level = np.rint((np.float64(values[k]) - base) / step)
+                levels[k] = np.int64(min(max(level, 0.0), top_level))
+        start += per_map[i]
+    return levels
 
 
 def dequantize_blocks(
@@ -127,12 +128,14 @@ def _dequantize_blocks(
     read = 0
     for j in range(index.size):
         ring = border[index[j]]
+        base, step = offset[index[j]], scale[index[j]]
+        plane = out[index[j], channel[j]]
         top = (position[j] // columns) * block_size
         left = (position[j] % columns) * block_size
         for y in range(max(top, ring), min(top + block_size, height - ring)):
             for x in range(max(left, ring), min(left + block_size, width - ring)):
                 if read >= levels.size:
                     return -1
-                out[index[j], channel[j], y, x] = offset[index[j]] + np.float32(levels[read]) * scale[index[j]]
+                plane[y, x] = base + np.float32(levels[read]) * step
                 read += 1
     return read

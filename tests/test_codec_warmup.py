@@ -16,7 +16,7 @@ _SCRIPT = textwrap.dedent(
     # Loops called from Python; the loops they call compile with them.
     loops = [
         kernels.unpack_bits, kernels.decode_canonical, kernels.ungroup, payload_writer.encode_payload,
-        selection._block_energy, quantization._quantize_blocks, quantization._level_blocks,
+        selection._block_energy, quantization._gather_blocks, quantization._quantize_values,
         quantization._dequantize_blocks, blocks.mark_coded_elements,
     ]
     missing = [loop.py_func.__name__ for loop in loops if not loop.signatures]
