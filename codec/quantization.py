@@ -67,7 +67,7 @@ def _gather_blocks(
                 written += 1
         per_map[index[j]] = written
 
-    # per_map holds running totals so far; turn them into counts per map.
+    # per_map contains running totals so far; turn them into counts per map.
     start = 0
     for i in range(count):
         end = max(per_map[i], start)
