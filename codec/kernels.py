@@ -219,19 +219,6 @@ def _lookup_table(code_counts: np.ndarray, symbols: np.ndarray, lookup_bits: int
 
 
 @njit(cache=True)
-def _peek(data: np.ndarray, position: int, width: int, bit_count: int) -> int:
-    # The next ``width`` bits from ``position``, zeros past ``bit_count``.
-    value = 0
-    for byte in range((position >> 3), ((position + width + 7) >> 3)):
-        value = (value << 8) | (data[byte] if byte < data.size else 0)
-    value >>= ((position + width + 7) >> 3 << 3) - position - width
-    value &= (1 << width) - 1
-    if position + width > bit_count:
-        value &= ~((1 << (position + width - bit_count)) - 1)
-    return value
-
-
-@njit(cache=True)
 def decode_canonical(
     data: np.ndarray, bit_count: int, count: int, code_counts: np.ndarray, symbols: np.ndarray
 ) -> tuple[np.ndarray, int]:
@@ -250,15 +237,25 @@ def decode_canonical(
     lookup_bits = min(max_length, LOOKUP_BITS)
     table_symbol, table_length = _lookup_table(code_counts, symbols, lookup_bits)
 
-    position = 0
+    # ``buffer`` holds the ``filled`` bits that follow ``position``, MSB
+    # first, and always ends at a byte boundary of ``data``. Past the end of
+    # ``data`` it reads zeros, which decode into nothing because a code must
+    # also end within ``bit_count``.
+    position, buffer, filled, next_byte = 0, 0, 0, 0
     for i in range(count):
-        prefix = _peek(data, position, lookup_bits, bit_count)
+        while filled < lookup_bits:
+            buffer = (buffer << 8) | (np.int64(data[next_byte]) if next_byte < data.size else 0)
+            next_byte += 1
+            filled += 8
+        prefix = buffer >> (filled - lookup_bits)
         length = table_length[prefix]
         if length:
             if position + length > bit_count:
                 return decoded, -1
             decoded[i] = table_symbol[prefix]
             position += length
+            filled -= length
+            buffer &= (1 << filled) - 1
             continue
 
         code, first, index = 0, 0, 0
@@ -280,6 +277,12 @@ def decode_canonical(
             code <<= 1
         if not found:
             return decoded, -1
+
+        # Restart the buffer at the byte that holds the new position.
+        next_byte = position >> 3
+        filled = 8 - (position & 7)
+        buffer = np.int64(data[next_byte]) & ((1 << filled) - 1) if next_byte < data.size else 0
+        next_byte += 1
     return decoded, position
 
 
