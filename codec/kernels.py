@@ -237,7 +237,7 @@ def decode_canonical(
     lookup_bits = min(max_length, LOOKUP_BITS)
     table_symbol, table_length = _lookup_table(code_counts, symbols, lookup_bits)
 
-    # ``buffer`` holds the ``filled`` bits that follow ``position``, MSB
+    # ``buffer`` contains the ``filled`` bits that follow ``position``, MSB
     # first, and always ends at a byte boundary of ``data``. Past the end of
     # ``data`` it reads zeros, which decode into nothing because a code must
     # also end within ``bit_count``.
@@ -278,7 +278,7 @@ def decode_canonical(
         if not found:
             return decoded, -1
 
-        # Restart the buffer at the byte that holds the new position.
+        # Restart the buffer at the byte that contains the new position.
         next_byte = position >> 3
         filled = 8 - (position & 7)
         buffer = np.int64(data[next_byte]) & ((1 << filled) - 1) if next_byte < data.size else 0
