@@ -1,4 +1,4 @@
-"""Compiled loops of the Huffman coder: code construction, cost estimates, bit packing and decoding.
+"""Compiled loops of the Huffman coder: code construction, histograms, bit packing and decoding.
 
 numba compiles these functions to machine code on first use and caches the
 result (beside this file, or where ``NUMBA_CACHE_DIR`` points), so later processes
@@ -134,33 +134,6 @@ def build_code(frequencies: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
             code_lengths[symbol] = length
             index += 1
     return count, canonical, code_values, code_lengths
-
-
-@njit(cache=True)
-def estimate_cost(frequencies: np.ndarray, symbol_bits: int) -> float:
-    """Estimate the bits of a Huffman code for these frequencies, table included.
-
-    Each symbol is charged its self-information, but at least one bit, as a
-    Huffman code charges it. The table is charged its exact layout, with the
-    longest code taken as the longest self-information. The estimate is
-    cheap enough to compare alphabets; ``build_code`` gives the exact code.
-    """
-    total, distinct = 0, 0
-    for frequency in frequencies:
-        if frequency:
-            total += frequency
-            distinct += 1
-    if distinct == 1:
-        return float(LENGTH_FIELD_BITS + symbol_bits)
-
-    coded, longest = 0.0, 1.0
-    for frequency in frequencies:
-        if frequency:
-            length = max(np.log2(total / frequency), 1.0)
-            coded += frequency * length
-            longest = max(longest, length)
-    max_length = min(int(np.ceil(longest)), MAX_CODE_LENGTH)
-    return LENGTH_FIELD_BITS + max_length * (symbol_bits + 1) + distinct * symbol_bits + coded
 
 
 @njit(cache=True)

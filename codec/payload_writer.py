@@ -2,7 +2,7 @@
 
 ``codec.sections`` specifies the payload (gap coding of positions, dense
 and zero-run coding of levels) and decodes it. This module writes it,
-choosing the level coding by estimated cost, with numba-compiled loops
+choosing the level coding by its exact size, with numba-compiled loops
 from ``codec.kernels``. The round-trip tests check that both sides agree.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from codec.kernels import LENGTH_FIELD_BITS, build_code, estimate_cost, histogram
+from codec.kernels import LENGTH_FIELD_BITS, build_code, histogram
 
 # 5-bit gap classes cover gaps below 2**31, far above the 2**24 elements
 # that a map may have (codec.sparse.MAX_ELEMENTS). ``histogram`` relies on it.
@@ -159,7 +159,7 @@ def group_histogram(values: np.ndarray, bits: int, group: int) -> np.ndarray:
 
 @njit(cache=True)
 def level_statistics(levels: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Count what the cost estimates of both level codings need.
+    """Count what the size computations of both level codings need.
 
     Returns four items. The first is the symbol histograms of the dense
     coding, row r for groups of ``VALUE_GROUPS[r]`` levels. The second is
@@ -192,12 +192,22 @@ def level_statistics(levels: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndar
 
 
 @njit(cache=True)
+def code_bit_count(frequencies: np.ndarray, symbol_bits: int) -> float:
+    """Return the exact bits of the table and codes of symbols with these frequencies (at least one non-zero)."""
+    count, canonical, _, code_lengths = build_code(np.ascontiguousarray(frequencies))
+    bits = table_bit_count(count, canonical.size, symbol_bits)
+    for symbol in range(frequencies.size):
+        bits += frequencies[symbol] * code_lengths[symbol]
+    return float(bits)
+
+
+@njit(cache=True)
 def cheapest_group(histograms: np.ndarray, bits: int) -> tuple[float, int]:
-    """Return the smallest estimated cost over the group sizes of ``level_statistics`` histograms, and its group."""
+    """Return the smallest coded size in bits over the group sizes of ``level_statistics`` histograms, and its group."""
     best_cost, best_group = np.inf, 1
     for row in range(histograms.shape[0]):
         symbol_bits = VALUE_GROUPS[row] * bits
-        cost = estimate_cost(histograms[row, : 1 << symbol_bits], symbol_bits)
+        cost = code_bit_count(histograms[row, : 1 << symbol_bits], symbol_bits)
         if cost < best_cost:
             best_cost, best_group = cost, VALUE_GROUPS[row]
     return best_cost, best_group
@@ -228,7 +238,7 @@ def code_section(
 def choose_level_coding(
     levels: np.ndarray, bits: int
 ) -> tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Pick the cheaper of the two level codings in ``codec.sections`` by their estimated cost.
+    """Pick the smaller of the two level codings in ``codec.sections``, by their exact size in bits.
 
     Returns the method, the group size, the number of non-zero levels (0 for
     the dense coding), the level symbols to code and, for zero runs, the
@@ -241,7 +251,7 @@ def choose_level_coding(
     dense_cost, dense_group = cheapest_group(dense, bits)
     if nonzero_levels.size:
         runs_cost, runs_group = cheapest_group(runs, bits)
-        runs_cost += estimate_cost(classes, CLASS_BITS) + extra_bit_count(classes)
+        runs_cost += code_bit_count(classes, CLASS_BITS) + extra_bit_count(classes)
         if runs_cost < dense_cost:
             indices = np.flatnonzero(levels).astype(np.int64)
             gaps, gap_class = gap_classes(indices)

@@ -10,7 +10,8 @@ Gaps: a sorted sequence of distinct indices becomes gaps, ``i[0]`` and then
 hold, gap by gap, the c - 1 bits of d below its leading one (for c >= 2), as
 JPEG codes coefficient magnitudes. Positions are the gaps of the kept units.
 
-Levels have two codings, and the encoder estimates both and keeps the smaller:
+Levels have two codings, and the encoder computes the exact size of both
+(every group size of each) and keeps the smallest:
 
 - dense: the b-bit levels are grouped g at a time into one symbol of g * b
   bits, the first level in the most significant bits and the last group
