@@ -17,6 +17,7 @@ from codec.payload_writer import (
     DENSE_METHOD,
     VALUE_GROUPS,
     choose_level_coding,
+    encode_payload,
     gap_classes,
     group_sizes,
     level_statistics,
@@ -175,3 +176,25 @@ def test_huffman_decode_runs_out_of_bits():
     bits = codes.encode(np.array([0, 1, 2, 3, 3]))  # "1" alone starts a code of 2 or more bits
     with pytest.raises(BitstreamError, match="end before 6 symbols"):
         decode_symbols(bits + bitarray("1"), table, 6, "test")
+
+
+def coded_bits(symbols: np.ndarray, symbol_bits: int) -> int:
+    table, codes = build_table(np.bincount(symbols, minlength=1 << symbol_bits), symbol_bits)
+    return len(write_table(table)) + len(codes.encode(symbols))
+
+
+@FAST
+@given(st.integers(1, 8), st.lists(st.integers(0, 255), min_size=1, max_size=300))
+def test_level_coding_is_smallest(bits, raw):
+    # The writer's level parts are no longer than any other candidate coding.
+    levels = np.array(raw, dtype=np.int64) % (1 << bits)
+    _, part_bits, _, _, _ = encode_payload(np.array([0], dtype=np.int64), levels, bits)
+    chosen = int(part_bits[3:].sum())
+
+    indices = np.flatnonzero(levels)
+    for group in VALUE_GROUPS[: group_sizes(bits)]:
+        assert chosen <= coded_bits(pack_groups(levels, bits, group), group * bits)
+        if indices.size:
+            runs = coded_bits(pack_groups(levels[indices] - 1, bits, group), group * bits)
+            runs += sum(len(part) for part in encode_indices(indices))
+            assert chosen <= runs
