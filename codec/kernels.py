@@ -18,32 +18,41 @@ MAX_CODE_LENGTH = (1 << LENGTH_FIELD_BITS) - 1
 
 
 @njit(cache=True)
+def put_codes(
+    out: np.ndarray, position: int, symbols: np.ndarray, code_values: np.ndarray, code_lengths: np.ndarray
+) -> int:
+    """Write the code of each symbol at bit ``position`` of ``out`` and return the position after them.
+
+    A code has at most 32 bits and no bits set above its length.
+    """
+    # An accumulator takes whole codes and hands out whole bytes. It keeps
+    # fewer than 8 pending bits between codes, so it never exceeds 40 bits.
+    # It starts with the bits already written to the first, partly filled byte.
+    byte, pending = position >> 3, position & 7
+    accumulator = 0
+    if pending:
+        accumulator = np.int64(out[byte]) >> (8 - pending)
+    for symbol in symbols:
+        accumulator = (accumulator << code_lengths[symbol]) | code_values[symbol]
+        pending += code_lengths[symbol]
+        while pending >= 8:
+            pending -= 8
+            out[byte] = (accumulator >> pending) & 0xFF
+            byte += 1
+        accumulator &= (1 << pending) - 1
+    if pending:
+        out[byte] = (accumulator << (8 - pending)) & 0xFF
+    return 8 * byte + pending
+
+
+@njit(cache=True)
 def pack_bits(values: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """Write each value in its width (0 to 32 bits), MSB first, into zero-padded bytes.
 
     Bits of a value above its width are dropped.
     """
-    total = 0
-    for width in widths:
-        total += width
-    out = np.zeros((total + 7) // 8, dtype=np.uint8)
-
-    # The accumulator keeps fewer than 8 pending bits between fields, so a
-    # 32-bit field never pushes it past 40 bits.
-    accumulator, pending, position = 0, 0, 0
-    for i in range(values.size):
-        width = widths[i]
-        if width == 0:
-            continue
-        accumulator = (accumulator << width) | (values[i] & ((1 << width) - 1))
-        pending += width
-        while pending >= 8:
-            pending -= 8
-            out[position] = (accumulator >> pending) & 0xFF
-            position += 1
-        accumulator &= (1 << pending) - 1
-    if pending:
-        out[position] = (accumulator << (8 - pending)) & 0xFF
+    out = np.zeros((widths.sum() + 7) // 8, dtype=np.uint8)
+    put_codes(out, 0, np.arange(values.size), values & ((1 << widths) - 1), widths)
     return out
 
 

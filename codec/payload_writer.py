@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from codec.kernels import LENGTH_FIELD_BITS, build_code, histogram
+from codec.kernels import LENGTH_FIELD_BITS, build_code, histogram, put_codes
 
 # 5-bit gap classes cover gaps below 2**31, far above the 2**24 elements
 # that a map may have (codec.sparse.MAX_ELEMENTS). ``histogram`` relies on it.
@@ -54,32 +54,6 @@ def put_table(out: np.ndarray, position: int, count: np.ndarray, symbols: np.nda
     for symbol in symbols:
         position = _put(out, position, symbol, symbol_bits)
     return position
-
-
-@njit(cache=True)
-def put_codes(
-    out: np.ndarray, position: int, symbols: np.ndarray, code_values: np.ndarray, code_lengths: np.ndarray
-) -> int:
-    """Write the code of each symbol at bit ``position`` of ``out`` and return the position after them."""
-    # An accumulator takes whole codes and hands out whole bytes. It keeps
-    # fewer than 8 pending bits between codes, and a code has at most 31
-    # bits, so it never exceeds 39 bits. It starts with the bits already
-    # written to the first, partly filled byte.
-    byte, pending = position >> 3, position & 7
-    accumulator = 0
-    if pending:
-        accumulator = np.int64(out[byte]) >> (8 - pending)
-    for symbol in symbols:
-        accumulator = (accumulator << code_lengths[symbol]) | code_values[symbol]
-        pending += code_lengths[symbol]
-        while pending >= 8:
-            pending -= 8
-            out[byte] = (accumulator >> pending) & 0xFF
-            byte += 1
-        accumulator &= (1 << pending) - 1
-    if pending:
-        out[byte] = (accumulator << (8 - pending)) & 0xFF
-    return 8 * byte + pending
 
 
 @njit(cache=True)
