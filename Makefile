@@ -10,7 +10,7 @@ DATA ?= $(firstword $(wildcard ../shared/data/cifar10-jpeg.tar.gz))
 DEMO_LIMIT ?= 500
 PYTEST_ARGS ?=
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean clean-cache
 
 install: $(VENV)/.installed
 
@@ -23,8 +23,14 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) -m experiments.demo --data $(or $(DATA),cifar10) --limit $(DEMO_LIMIT)
 
-test: install
+# numba checks a cached loop against its own file only, so a loop that
+# calls an edited loop in another file would keep the old code: tests start
+# from an empty codec cache.
+test: install clean-cache
 	SPARSE_SPLIT_DATA=$(DATA) $(PY) -m pytest $(PYTEST_ARGS)
 
-clean:
+clean-cache:
+	rm -f codec/__pycache__/*.nbi codec/__pycache__/*.nbc
+
+clean: clean-cache
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

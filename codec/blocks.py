@@ -68,6 +68,29 @@ def coded_element_mask(height: int, width: int, block_size: int, border: int) ->
 
 
 @njit(cache=True)
+def element_offsets(height: int, width: int, block_size: int, border: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return where the coded elements of each block position lie in an H x W plane.
+
+    Row p of the first array lists the offsets ``y * W + x`` of the coded
+    elements of block position p in raster order, padded with zeros to
+    B*B. The second array counts them. These are the True entries of
+    ``coded_element_mask``, as offsets that a loop can use directly.
+    """
+    columns = -(-width // block_size)
+    rows = -(-height // block_size)
+    offsets = np.zeros((rows * columns, block_size * block_size), dtype=np.int64)
+    counts = np.zeros(rows * columns, dtype=np.int64)
+    for position in range(rows * columns):
+        top = (position // columns) * block_size
+        left = (position % columns) * block_size
+        for y in range(max(top, border), min(top + block_size, height - border)):
+            for x in range(max(left, border), min(left + block_size, width - border)):
+                offsets[position, counts[position]] = y * width + x
+                counts[position] += 1
+    return offsets, counts
+
+
+@njit(cache=True)
 def mark_coded_elements(
     out: np.ndarray, index: np.ndarray, channel: np.ndarray, position: np.ndarray, block_size: int, border: np.ndarray
 ) -> None:
@@ -75,13 +98,18 @@ def mark_coded_elements(
 
     Block j lies in map ``index[j]``, channel ``channel[j]`` and block
     position ``position[j]``. ``border`` contains each map's border width.
+    ``out`` must be C-contiguous.
     """
-    height, width = out.shape[2], out.shape[3]
-    columns = -(-width // block_size)
+    _, channels, height, width = out.shape
+    flat = out.reshape(-1)
+    ring = -1
+    offsets, counts = element_offsets(height, width, block_size, 0)
     for j in range(index.size):
-        ring = border[index[j]]
-        top = (position[j] // columns) * block_size
-        left = (position[j] % columns) * block_size
-        for y in range(max(top, ring), min(top + block_size, height - ring)):
-            for x in range(max(left, ring), min(left + block_size, width - ring)):
-                out[index[j], channel[j], y, x] = True
+        # Maps of one batch nearly always share their border, so the
+        # offsets are rebuilt only when it changes.
+        if border[index[j]] != ring:
+            ring = border[index[j]]
+            offsets, counts = element_offsets(height, width, block_size, ring)
+        base = (index[j] * channels + channel[j]) * height * width
+        for k in range(counts[position[j]]):
+            flat[base + offsets[position[j], k]] = True

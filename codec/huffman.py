@@ -24,18 +24,25 @@ from dataclasses import dataclass
 import numpy as np
 from bitarray import bitarray
 
-from codec.bitpack import pack_fields, unpack_fields
+from codec.bitpack import pack_fields
 from codec.errors import BitstreamError
-from codec.kernels import LENGTH_FIELD_BITS, build_code, decode_canonical
+from codec.kernels import LENGTH_FIELD_BITS, build_code, decode_canonical, read_table_fields, ungroup
 
 
-@dataclass
+@dataclass(eq=False)
 class HuffmanTable:
     """A canonical code: ``count[l]`` codes of length l, for ``symbols`` in canonical order."""
 
     symbol_bits: int
     count: list[int]
-    symbols: list[int]
+    symbols: np.ndarray  # int64
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HuffmanTable):
+            return NotImplemented
+        return (self.symbol_bits, self.count, self.symbols.tolist()) == (
+            other.symbol_bits, other.count, other.symbols.tolist()
+        )
 
     @property
     def max_length(self) -> int:
@@ -69,7 +76,7 @@ def build_table(frequencies: np.ndarray, symbol_bits: int) -> tuple[HuffmanTable
     if not np.any(frequencies):
         raise ValueError("cannot build a Huffman table without symbols")
     count, symbols, values, lengths = build_code(np.ascontiguousarray(frequencies, dtype=np.int64))
-    table = HuffmanTable(symbol_bits, count.tolist(), symbols.tolist())
+    table = HuffmanTable(symbol_bits, count.tolist(), symbols)
     return table, HuffmanCode(values, lengths)
 
 
@@ -80,24 +87,25 @@ def write_table(table: HuffmanTable) -> bitarray:
     if table.max_length > 0:
         fields += table.count[1:]
         widths += [table.symbol_bits + 1] * table.max_length
-    fields += table.symbols
+    fields += table.symbols.tolist()
     widths += [table.symbol_bits] * len(table.symbols)
     return pack_fields(np.asarray(fields), np.asarray(widths))
 
 
 def read_table(table_bits: bitarray, symbol_bits: int, what: str) -> HuffmanTable:
     """Parse and check a table that fills ``table_bits`` exactly."""
-    (max_length,), position = unpack_fields(table_bits, 0, np.array([LENGTH_FIELD_BITS]), f"{what} table")
-    max_length = int(max_length)
-
-    if max_length == 0:
-        symbols, position = unpack_fields(table_bits, position, np.array([symbol_bits]), f"{what} table")
-        count = [0]
-    else:
-        counts, position = unpack_fields(
-            table_bits, position, np.full(max_length, symbol_bits + 1), f"{what} table"
+    count, symbols, position, needed = read_table_fields(
+        np.frombuffer(table_bits.tobytes(), dtype=np.uint8), len(table_bits), symbol_bits
+    )
+    if position < 0:
+        raise BitstreamError(
+            f"{what} table is truncated: a group of its fields needs {needed} bits, "
+            f"the table has {len(table_bits)} in all"
         )
-        count = [0] + [int(c) for c in counts]
+
+    count = count.tolist()
+    max_length = len(count) - 1
+    if max_length > 0:
         if count[-1] == 0:
             raise BitstreamError(f"{what} table declares longest code length {max_length} but has no code of it")
         total = sum(count)
@@ -110,21 +118,26 @@ def read_table(table_bits: bitarray, symbol_bits: int, what: str) -> HuffmanTabl
             raise BitstreamError(
                 f"{what} table is not a complete prefix code: Kraft sum {kraft}/{1 << max_length}, expected 1"
             )
-        symbols, position = unpack_fields(table_bits, position, np.full(total, symbol_bits), f"{what} table")
-        if np.unique(symbols).size != symbols.size:
+        if np.bincount(symbols, minlength=1 << symbol_bits).max() > 1:
             raise BitstreamError(f"{what} table lists a symbol twice")
 
     if position != len(table_bits):
         raise BitstreamError(f"{what} table has {len(table_bits) - position} unexpected trailing bits")
-    return HuffmanTable(symbol_bits, count, [int(s) for s in symbols])
+    return HuffmanTable(symbol_bits, count, symbols)
 
 
-def decode_symbols(bits: bitarray, table: HuffmanTable, count: int, what: str) -> np.ndarray:
-    """Decode exactly ``count`` symbols that fill ``bits`` exactly."""
+def decode_symbols(bits: bitarray, table: HuffmanTable, count: int, what: str, group: int = 1) -> np.ndarray:
+    """Decode exactly ``count`` symbols that fill ``bits`` exactly, as uint8.
+
+    With ``group`` > 1, each symbol is split into ``group`` values as
+    ``codec.sections.ungroup_levels`` does, and ``count * group`` values
+    come back.
+    """
+    value_bits = table.symbol_bits // group
     if table.max_length == 0:
         if len(bits):
             raise BitstreamError(f"{what} uses a one-symbol table but carries {len(bits)} code bits, expected 0")
-        return np.full(count, table.symbols[0], dtype=np.int64)
+        return ungroup(np.full(count, int(table.symbols[0]), dtype=np.uint8), value_bits, group)
 
     # Every code is 1..L bits long, which bounds the work before decoding.
     if not count <= len(bits) <= count * table.max_length:
@@ -137,10 +150,14 @@ def decode_symbols(bits: bitarray, table: HuffmanTable, count: int, what: str) -
         len(bits),
         count,
         np.asarray(table.count, dtype=np.int64),
-        np.asarray(table.symbols, dtype=np.int64),
+        np.ascontiguousarray(table.symbols, dtype=np.int64),
+        value_bits,
+        group,
     )
     if used < 0:
-        raise BitstreamError(f"{what} does not decode: its {len(bits)} code bits end before {count} symbols are complete")
+        raise BitstreamError(
+            f"{what} does not decode: its {len(bits)} code bits end before {count} symbols are complete"
+        )
     if used != len(bits):
         raise BitstreamError(f"{what} decodes {count} symbols from {used} bits but carries {len(bits)}")
     return decoded

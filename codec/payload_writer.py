@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from codec.kernels import LENGTH_FIELD_BITS, build_code, histogram, put_codes
+from codec.kernels import LENGTH_FIELD_BITS, bit_length, build_code, histogram, limited_lengths, put_codes
 
 # 5-bit gap classes cover gaps below 2**31, far above the 2**24 elements
 # that a map may have (codec.sparse.MAX_ELEMENTS). ``histogram`` relies on it.
@@ -66,10 +66,7 @@ def gap_classes(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         gap = indices[i] - previous - 1
         previous = indices[i]
         gaps[i] = gap
-        gap_class = 0
-        while gap >> gap_class:
-            gap_class += 1
-        classes[i] = gap_class
+        classes[i] = bit_length(gap)
     return gaps, classes
 
 
@@ -85,15 +82,13 @@ def extra_bit_count(class_frequencies: np.ndarray) -> int:
 @njit(cache=True)
 def put_extras(out: np.ndarray, position: int, gaps: np.ndarray, classes: np.ndarray) -> int:
     """Write the bits of each gap below its leading one and return the position after them."""
-    for i in range(gaps.size):
-        if classes[i] >= 2:
-            position = _put(out, position, gaps[i], classes[i] - 1)
-    return position
+    widths = np.maximum(classes - 1, 0)
+    return put_codes(out, position, np.arange(gaps.size), gaps & ((1 << widths) - 1), widths)
 
 
 @njit(cache=True)
 def group_sizes(bits: int) -> int:
-    """Return how many sizes of ``VALUE_GROUPS`` fit in one symbol of at most 8 bits: groups 1, 2, 4, ... of that count."""
+    """Return how many sizes of ``VALUE_GROUPS`` fit in a symbol of up to 8 bits: groups 1, 2, 4, ... of that count."""
     sizes = 0
     while sizes < len(VALUE_GROUPS) and VALUE_GROUPS[sizes] * bits <= MAX_SYMBOL_BITS:
         sizes += 1
@@ -103,12 +98,19 @@ def group_sizes(bits: int) -> int:
 @njit(cache=True)
 def pack_groups(values: np.ndarray, bits: int, group: int) -> np.ndarray:
     """Pack ``group`` values at a time into one symbol, the first in the high bits, the last group padded with 0."""
-    symbols = np.empty((values.size + group - 1) // group, dtype=np.int64)
-    for k in range(symbols.size):
+    symbols = np.empty((values.size + group - 1) // group, dtype=np.uint8)
+    whole = values.size // group
+    for k in range(whole):
         symbol = 0
         for i in range(k * group, k * group + group):
-            symbol = (symbol << bits) | (values[i] if i < values.size else 0)
+            symbol = (symbol << bits) | values[i]
         symbols[k] = symbol
+
+    if whole < symbols.size:
+        symbol = 0
+        for i in range(whole * group, whole * group + group):
+            symbol = (symbol << bits) | (values[i] if i < values.size else 0)
+        symbols[whole] = symbol
     return symbols
 
 
@@ -132,46 +134,78 @@ def group_histogram(values: np.ndarray, bits: int, group: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def level_statistics(levels: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Count what the size computations of both level codings need.
+def grouped_histograms(values: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``group_histogram`` for every group size that fits ``bits``, and the symbols of the largest size.
 
-    Returns four items. The first is the symbol histograms of the dense
-    coding, row r for groups of ``VALUE_GROUPS[r]`` levels. The second is
-    the same histograms of the non-zero levels minus one, for the zero-run
-    coding. The last two are the histogram of the zero runs' gap classes and
-    the non-zero levels minus one.
+    Row r of the histograms is for groups of ``VALUE_GROUPS[r]`` values, and
+    the symbols are those of ``pack_groups`` for the largest size. Only that
+    size reads the values: the sizes are powers of two, so each symbol of a
+    group splits into the symbols of its two halves, which are the symbols
+    of the next smaller size at the same positions. The values after the
+    last whole group of the largest size are counted directly, with each
+    size's padding.
     """
     sizes = group_sizes(bits)
-    dense = np.zeros((sizes, 1 << MAX_SYMBOL_BITS), dtype=np.int64)
-    runs = np.zeros((sizes, 1 << MAX_SYMBOL_BITS), dtype=np.int64)
-    classes = np.zeros(1 << CLASS_BITS, dtype=np.int64)
+    counts = np.zeros((sizes, 1 << MAX_SYMBOL_BITS), dtype=np.int64)
+    largest = VALUE_GROUPS[sizes - 1]
+    symbols = pack_groups(values, bits, largest)
+    whole = values.size // largest
+    counts[sizes - 1] = histogram(symbols[:whole], 1 << MAX_SYMBOL_BITS)
 
-    nonzero_levels = np.empty(levels.size, dtype=np.int64)
-    nonzero, previous = 0, -1
+    for row in range(sizes - 2, -1, -1):
+        half_bits = VALUE_GROUPS[row] * bits
+        for symbol in range(1 << (2 * half_bits)):
+            counts[row, symbol >> half_bits] += counts[row + 1, symbol]
+            counts[row, symbol & ((1 << half_bits) - 1)] += counts[row + 1, symbol]
+
+    if whole * largest < values.size:
+        for row in range(sizes):
+            counts[row] += group_histogram(values[whole * largest :], bits, VALUE_GROUPS[row])
+    return counts, symbols
+
+
+@njit(cache=True)
+def level_statistics(
+    levels: np.ndarray, bits: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Count what the size computations of both level codings need.
+
+    Returns six items. The first is the symbol histograms of the dense
+    coding, row r for groups of ``VALUE_GROUPS[r]`` levels. The second is
+    the same histograms of the non-zero levels minus one, for the zero-run
+    coding. Then come the non-zero levels minus one, their indices, and
+    the symbols of the largest group size for both codings.
+    """
+    # Writing every level and index, and advancing only past non-zero
+    # ones, avoids a branch that predicts badly when many levels are zero.
+    nonzero_levels = np.empty(levels.size, dtype=np.uint8)
+    indices = np.empty(levels.size, dtype=np.int64)
+    nonzero = 0
     for i in range(levels.size):
-        if levels[i]:
-            gap, gap_class = i - previous - 1, 0
-            while gap >> gap_class:
-                gap_class += 1
-            classes[gap_class] += 1
-            nonzero_levels[nonzero] = levels[i] - 1
-            previous = i
-            nonzero += 1
-    nonzero_levels = nonzero_levels[:nonzero]
+        nonzero_levels[nonzero] = levels[i] - 1
+        indices[nonzero] = i
+        nonzero += levels[i] != 0
 
-    for row in range(sizes):
-        dense[row] = group_histogram(levels, bits, VALUE_GROUPS[row])
-        runs[row] = group_histogram(nonzero_levels, bits, VALUE_GROUPS[row])
-    return dense, runs, classes, nonzero_levels
+    nonzero_levels, indices = nonzero_levels[:nonzero], indices[:nonzero]
+    dense, dense_symbols = grouped_histograms(levels, bits)
+    runs, runs_symbols = grouped_histograms(nonzero_levels, bits)
+    return dense, runs, nonzero_levels, indices, dense_symbols, runs_symbols
 
 
 @njit(cache=True)
 def code_bit_count(frequencies: np.ndarray, symbol_bits: int) -> float:
-    """Return the exact bits of the table and codes of symbols with these frequencies (at least one non-zero)."""
-    count, canonical, _, code_lengths = build_code(np.ascontiguousarray(frequencies))
-    bits = table_bit_count(count, canonical.size, symbol_bits)
-    for symbol in range(frequencies.size):
-        bits += frequencies[symbol] * code_lengths[symbol]
+    """Return the exact bits of the table and codes of symbols with these frequencies (at least one non-zero).
+
+    This is the size ``frequency_code`` gives, from the code lengths alone.
+    """
+    present = np.flatnonzero(frequencies)
+    if present.size == 1:
+        return float(table_bit_count(np.zeros(1, dtype=np.int64), 1, symbol_bits))
+    weights = frequencies[present].astype(np.int64)
+    lengths = limited_lengths(weights)
+    bits = LENGTH_FIELD_BITS + lengths.max() * (symbol_bits + 1) + present.size * symbol_bits
+    for i in range(weights.size):
+        bits += weights[i] * lengths[i]
     return float(bits)
 
 
@@ -190,48 +224,70 @@ def cheapest_group(histograms: np.ndarray, bits: int) -> tuple[float, int]:
 @njit(cache=True)
 def code_section(
     symbols: np.ndarray, symbol_bits: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Build the Huffman code of ``symbols``: returns the code, the table size and the code size in bits.
 
     The code is ``(count, canonical symbols, code values, code lengths)`` as
-    ``build_code`` returns it, and the symbols themselves come back first.
-    No symbols give an empty table and code of 0 bits.
+    ``build_code`` returns it. No symbols give an empty table and code of 0 bits.
     """
-    frequencies = histogram(symbols, 1 << symbol_bits)
-    if symbols.size == 0:
-        return symbols, np.zeros(1, dtype=np.int64), symbols, frequencies, frequencies, 0, 0
+    return frequency_code(histogram(symbols, 1 << symbol_bits), symbol_bits)
+
+
+@njit(cache=True)
+def frequency_code(
+    frequencies: np.ndarray, symbol_bits: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Return what ``code_section`` returns, from the symbols' frequencies (``1 << symbol_bits`` of them)."""
+    if frequencies.sum() == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return np.zeros(1, dtype=np.int64), empty, frequencies, frequencies, 0, 0
     count, canonical, code_values, code_lengths = build_code(frequencies)
     code_bits = 0
     for symbol in range(frequencies.size):
         code_bits += frequencies[symbol] * code_lengths[symbol]
     table_bits = table_bit_count(count, canonical.size, symbol_bits)
-    return symbols, count, canonical, code_values, code_lengths, table_bits, code_bits
+    return count, canonical, code_values, code_lengths, table_bits, code_bits
+
+
+@njit(cache=True)
+def _group_symbols(
+    histograms: np.ndarray, largest_symbols: np.ndarray, values: np.ndarray, bits: int, group: int
+) -> tuple[np.ndarray, np.ndarray]:
+    # The symbols of ``values`` in groups of ``group`` and their frequencies,
+    # reusing the largest group size's symbols from ``level_statistics``.
+    row = 0
+    while VALUE_GROUPS[row] != group:
+        row += 1
+    symbols = largest_symbols if row == histograms.shape[0] - 1 else pack_groups(values, bits, group)
+    return symbols, np.ascontiguousarray(histograms[row, : 1 << (group * bits)])
 
 
 @njit(cache=True)
 def choose_level_coding(
     levels: np.ndarray, bits: int
-) -> tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Pick the smaller of the two level codings in ``codec.sections``, by their exact size in bits.
 
     Returns the method, the group size, the number of non-zero levels (0 for
-    the dense coding), the level symbols to code and, for zero runs, the
-    non-zero levels' indices with their gaps and gap classes. Levels that
-    are all zero use the dense coding, whose one-symbol table makes them
-    nearly free.
+    the dense coding), the level symbols to code and their frequencies and,
+    for zero runs, the non-zero levels' indices with their gaps and gap
+    classes. Levels that are all zero use the dense coding, whose one-symbol
+    table makes them nearly free.
     """
     empty = np.zeros(0, dtype=np.int64)
-    dense, runs, classes, nonzero_levels = level_statistics(levels, bits)
+    dense, runs, nonzero_levels, indices, dense_symbols, runs_symbols = level_statistics(levels, bits)
     dense_cost, dense_group = cheapest_group(dense, bits)
     if nonzero_levels.size:
+        gaps, classes = gap_classes(indices)
+        class_frequencies = histogram(classes, 1 << CLASS_BITS)
         runs_cost, runs_group = cheapest_group(runs, bits)
-        runs_cost += code_bit_count(classes, CLASS_BITS) + extra_bit_count(classes)
+        runs_cost += code_bit_count(class_frequencies, CLASS_BITS) + extra_bit_count(class_frequencies)
         if runs_cost < dense_cost:
-            indices = np.flatnonzero(levels).astype(np.int64)
-            gaps, gap_class = gap_classes(indices)
-            symbols = pack_groups(nonzero_levels, bits, runs_group)
-            return ZERO_RUNS_METHOD, runs_group, nonzero_levels.size, symbols, indices, gaps, gap_class
-    return DENSE_METHOD, dense_group, 0, pack_groups(levels, bits, dense_group), empty, empty, empty
+            symbols, frequencies = _group_symbols(runs, runs_symbols, nonzero_levels, bits, runs_group)
+            return ZERO_RUNS_METHOD, runs_group, nonzero_levels.size, symbols, frequencies, indices, gaps, classes
+
+    symbols, frequencies = _group_symbols(dense, dense_symbols, levels, bits, dense_group)
+    return DENSE_METHOD, dense_group, 0, symbols, frequencies, empty, empty, empty
 
 
 @njit(cache=True)
@@ -241,7 +297,7 @@ def encode_indices(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Returns the bytes and each part's length in bits.
     """
     gaps, classes = gap_classes(indices)
-    _, count, canonical, code_values, code_lengths, table_bits, code_bits = code_section(classes, CLASS_BITS)
+    count, canonical, code_values, code_lengths, table_bits, code_bits = code_section(classes, CLASS_BITS)
     part_bits = np.array([table_bits, code_bits, extra_bit_count(histogram(classes, 1 << CLASS_BITS))], dtype=np.int64)
 
     out = np.zeros((part_bits.sum() + 7) // 8, dtype=np.uint8)
@@ -264,30 +320,31 @@ def encode_payload(units: np.ndarray, levels: np.ndarray, bits: int) -> tuple[np
     unit_extra_bits = extra_bit_count(histogram(unit_classes, 1 << CLASS_BITS))
 
     method, group, nonzero = DENSE_METHOD, 1, 0
-    symbols = np.zeros(0, dtype=np.int64)
-    run_gaps, run_classes = symbols, symbols
+    symbols = np.zeros(0, dtype=np.uint8)
+    run_gaps = run_classes = np.zeros(0, dtype=np.int64)
+    frequencies = np.zeros(1 << bits, dtype=np.int64)
     if levels.size:
-        method, group, nonzero, symbols, _, run_gaps, run_classes = choose_level_coding(levels, bits)
-    level_code = code_section(symbols, group * bits)
+        method, group, nonzero, symbols, frequencies, _, run_gaps, run_classes = choose_level_coding(levels, bits)
+    level_code = frequency_code(frequencies, group * bits)
     run_code = code_section(run_classes, CLASS_BITS)
 
     part_bits = np.zeros(8 if method == ZERO_RUNS_METHOD else 5, dtype=np.int64)
-    part_bits[0], part_bits[1], part_bits[2] = unit_code[5], unit_code[6], unit_extra_bits
+    part_bits[0], part_bits[1], part_bits[2] = unit_code[4], unit_code[5], unit_extra_bits
     if levels.size:
-        part_bits[3], part_bits[4] = level_code[5], level_code[6]
+        part_bits[3], part_bits[4] = level_code[4], level_code[5]
     if method == ZERO_RUNS_METHOD:
-        part_bits[5], part_bits[6] = run_code[5], run_code[6]
+        part_bits[5], part_bits[6] = run_code[4], run_code[5]
         part_bits[7] = extra_bit_count(histogram(run_classes, 1 << CLASS_BITS))
 
     out = np.zeros((part_bits.sum() + 7) // 8, dtype=np.uint8)
-    position = put_table(out, 0, unit_code[1], unit_code[2], CLASS_BITS)
-    position = put_codes(out, position, unit_classes, unit_code[3], unit_code[4])
+    position = put_table(out, 0, unit_code[0], unit_code[1], CLASS_BITS)
+    position = put_codes(out, position, unit_classes, unit_code[2], unit_code[3])
     position = put_extras(out, position, unit_gaps, unit_classes)
     if levels.size:
-        position = put_table(out, position, level_code[1], level_code[2], group * bits)
-        position = put_codes(out, position, symbols, level_code[3], level_code[4])
+        position = put_table(out, position, level_code[0], level_code[1], group * bits)
+        position = put_codes(out, position, symbols, level_code[2], level_code[3])
     if method == ZERO_RUNS_METHOD:
-        position = put_table(out, position, run_code[1], run_code[2], CLASS_BITS)
-        position = put_codes(out, position, run_classes, run_code[3], run_code[4])
+        position = put_table(out, position, run_code[0], run_code[1], CLASS_BITS)
+        position = put_codes(out, position, run_classes, run_code[2], run_code[3])
         put_extras(out, position, run_gaps, run_classes)
     return out, part_bits, method, group, nonzero

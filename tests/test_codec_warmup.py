@@ -15,8 +15,9 @@ _SCRIPT = textwrap.dedent(
     seconds = warm_up()
     # Loops called from Python; the loops they call compile with them.
     loops = [
-        kernels.unpack_bits, kernels.decode_canonical, kernels.ungroup, payload_writer.encode_payload,
-        selection._block_energy, quantization._gather_blocks, quantization._quantize_values,
+        kernels.read_table_fields, kernels.decode_canonical, kernels.ungroup, kernels.gaps_to_indices,
+        payload_writer.encode_payload,
+        selection._block_energy, selection._indices_above, quantization._gather_blocks, quantization._quantize_values,
         quantization._dequantize_blocks, blocks.mark_coded_elements,
     ]
     missing = [loop.py_func.__name__ for loop in loops if not loop.signatures]
