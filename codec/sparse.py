@@ -17,7 +17,7 @@ import numpy as np
 
 from codec.blocks import block_grid, mark_coded_elements
 from codec.config import CodecConfig
-from codec.quantization import dequantize_blocks, quantize_blocks
+from codec.quantization import dequantize_blocks, quantize_units
 from codec.selection import block_energy, expand_units, select_units
 
 # Largest map, in elements, that the encoder writes and the decoder accepts:
@@ -106,18 +106,14 @@ def analyze_batch(features: Any, config: CodecConfig) -> list[SparseMap]:
 
 
 def _analyze_checked(batch: np.ndarray, config: CodecConfig) -> list[SparseMap]:
-    count, channels, height, width = batch.shape
+    _, channels, height, width = batch.shape
     shape = (channels, height, width)
     batch = np.ascontiguousarray(batch)
     energy = block_energy(batch, config.block_size, config.border)
 
     units = select_units(energy, config.mode, config.keep_ratio)
-
-    channel, position = expand_units(units, config.mode, channels, energy.shape[2])
-    index = np.repeat(np.arange(count, dtype=np.int64), channel.shape[1])
-    levels, per_map, offset, scale = quantize_blocks(
-        batch, index, np.ascontiguousarray(channel).reshape(-1), np.ascontiguousarray(position).reshape(-1),
-        config.block_size, config.border, config.bits,
+    levels, per_map, offset, scale = quantize_units(
+        batch, units, config.mode, config.block_size, config.border, config.bits
     )
 
     return [
