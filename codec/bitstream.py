@@ -31,7 +31,7 @@ from codec.sections import (
     encode_payload,
     split_parts,
 )
-from codec.selection import expand_units, unit_count
+from codec.selection import unit_count
 from codec.sparse import MAX_ELEMENTS, MAX_SIDE, SparseMap, analyze, analyze_batch, reconstruct, reconstruct_batch
 
 FORMAT_VERSION = 1
@@ -290,9 +290,13 @@ def read_sparse(data: bytes, expected_shape: tuple[int, int, int] | None = None)
         if per_channel.min() != per_channel.max():
             raise BitstreamError("channel-wise bitstream keeps different numbers of blocks in different channels")
 
-    _, position = expand_units(units, mode, shape[0], positions)
-    element_mask = coded_element_mask(shape[1], shape[2], config.block_size, config.border)
-    coded = int(element_mask.sum(axis=1)[position].sum())
+    # Coded elements: those of each kept block position, once per channel
+    # for region-wise units, which stand for a position in every channel.
+    per_position = coded_element_mask(shape[1], shape[2], config.block_size, config.border).sum(axis=1)
+    if mode == "region-wise":
+        coded = shape[0] * int(per_position[units].sum())
+    else:
+        coded = int(per_position[units % positions].sum())
     levels = decode_levels(parts[3:], coding, config.bits, coded)
     return SparseMap(shape, config, units, levels, np.float32(body.offset), np.float32(body.scale))
 

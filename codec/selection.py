@@ -133,3 +133,34 @@ def expand_units(units: np.ndarray, mode: str, channels: int, positions: int) ->
         position = np.tile(units, channels)
         return np.broadcast_to(channel, position.shape), position
     return units // positions, units % positions
+
+
+@njit(cache=True)
+def expand_ragged_units(
+    units: np.ndarray, starts: np.ndarray, region_wise: np.ndarray, channels: int, positions: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the map, channel and position of every kept block of several maps.
+
+    Map n's units are ``units[starts[n]:starts[n + 1]]``, and
+    ``region_wise[n]`` is True when they are block positions. Blocks come
+    map by map, and within a map in the order of ``expand_units``.
+    """
+    total = 0
+    for n in range(starts.size - 1):
+        total += (starts[n + 1] - starts[n]) * (channels if region_wise[n] else 1)
+    index = np.empty(total, dtype=np.int64)
+    channel = np.empty(total, dtype=np.int64)
+    position = np.empty(total, dtype=np.int64)
+
+    written = 0
+    for n in range(starts.size - 1):
+        if region_wise[n]:
+            for c in range(channels):
+                for u in range(starts[n], starts[n + 1]):
+                    index[written], channel[written], position[written] = n, c, units[u]
+                    written += 1
+        else:
+            for u in range(starts[n], starts[n + 1]):
+                index[written], channel[written], position[written] = n, units[u] // positions, units[u] % positions
+                written += 1
+    return index, channel, position

@@ -18,7 +18,7 @@ import numpy as np
 from codec.blocks import block_grid, mark_coded_elements
 from codec.config import CodecConfig
 from codec.quantization import dequantize_blocks, quantize_units
-from codec.selection import block_energy, expand_units, select_units
+from codec.selection import block_energy, expand_ragged_units, expand_units, select_units
 
 # Largest map, in elements, that the encoder writes and the decoder accepts:
 # 2**24 float32 values are 64 MiB, far above a ResNet-18 split at 224x224
@@ -128,19 +128,20 @@ def _kept_blocks(maps: Sequence[SparseMap]) -> tuple[np.ndarray, np.ndarray, np.
     The maps must share their shape and block size.
     """
     shape, block_size = maps[0].shape, maps[0].config.block_size
-    index, channel, position = [], [], []
     for number, sparse in enumerate(maps):
         if sparse.shape != shape or sparse.config.block_size != block_size:
             raise ValueError(
                 f"map {number} has shape {sparse.shape} and block size {sparse.config.block_size}, "
                 f"map 0 has {shape} and {block_size}; reconstruct them in separate batches"
             )
-        map_channel, map_position = sparse.kept_blocks()
-        index.append(np.full(map_channel.size, number, dtype=np.int64))
-        channel.append(np.ravel(map_channel))
-        position.append(np.ravel(map_position))
+
+    units = np.concatenate([sparse.units for sparse in maps]).astype(np.int64, copy=False)
+    starts = np.zeros(len(maps) + 1, dtype=np.int64)
+    starts[1:] = np.cumsum([sparse.units.size for sparse in maps])
+    region_wise = np.array([sparse.config.mode == "region-wise" for sparse in maps])
+    index, channel, position = expand_ragged_units(units, starts, region_wise, shape[0], maps[0].positions)
     border = np.array([sparse.config.border for sparse in maps], dtype=np.int64)
-    return np.concatenate(index), np.concatenate(channel), np.concatenate(position), border
+    return index, channel, position, border
 
 
 def reconstruct(sparse: SparseMap) -> np.ndarray:

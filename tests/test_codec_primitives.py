@@ -26,7 +26,7 @@ from codec.payload_writer import (
     pack_groups,
 )
 from codec.sections import decode_indices, encode_indices, ungroup_levels
-from codec.selection import top_k_indices
+from codec.selection import expand_ragged_units, expand_units, top_k_indices
 
 FAST = settings(max_examples=200, deadline=None)
 
@@ -254,3 +254,25 @@ def test_element_offsets_match_coded_mask(height, width, block_size, border):
     for position in range(mask.shape[0]):
         expected = flat_index[position][mask[position]]
         assert offsets[position, : counts[position]].tolist() == expected.tolist()
+
+
+def test_ragged_expansion_matches_expand_units():
+    # Maps of different modes and unit counts, expanded in one call.
+    channels, positions = 3, 8
+    maps = [
+        ("global", np.array([0, 5, 9, 17, 23])),
+        ("region-wise", np.array([1, 4, 6])),
+        ("channel-wise", np.array([1, 4, 9, 12, 17, 20])),
+        ("region-wise", np.array([7])),
+    ]
+    starts = np.cumsum([0] + [units.size for _, units in maps])
+    region_wise = np.array([mode == "region-wise" for mode, _ in maps])
+    index, channel, position = expand_ragged_units(
+        np.concatenate([units for _, units in maps]), starts, region_wise, channels, positions
+    )
+
+    expected = [expand_units(units, mode, channels, positions) for mode, units in maps]
+    sizes = [np.size(map_channel) for map_channel, _ in expected]
+    assert index.tolist() == np.repeat(np.arange(len(maps)), sizes).tolist()
+    assert channel.tolist() == np.concatenate([np.ravel(c) for c, _ in expected]).tolist()
+    assert position.tolist() == np.concatenate([np.ravel(p) for _, p in expected]).tolist()

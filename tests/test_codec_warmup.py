@@ -17,7 +17,7 @@ _SCRIPT = textwrap.dedent(
     loops = [
         kernels.read_table_fields, kernels.decode_canonical, kernels.ungroup, kernels.gaps_to_indices,
         payload_writer.encode_payload,
-        selection._block_energy, selection._indices_above, quantization._quantize_units,
+        selection._block_energy, selection._indices_above, selection.expand_ragged_units, quantization._quantize_units,
         quantization._dequantize_blocks, blocks.mark_coded_elements,
     ]
     missing = [loop.py_func.__name__ for loop in loops if not loop.signatures]
