@@ -177,8 +177,9 @@ def build_code(frequencies: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 @njit(cache=True)
 def histogram(symbols: np.ndarray, size: int) -> np.ndarray:
     """Return the count of each value 0..size-1 in ``symbols``, whose values must lie in that range."""
-    # Four partial histograms: runs of one symbol then update four counters
-    # in turn instead of waiting on the store to one, 2 to 4 times faster here.
+    # Four partial histograms: repeated symbols then go to four different
+    # counters, so an increment need not wait for the one before it. This
+    # ran 2 to 4 times faster here than a single histogram.
     counts = np.zeros((4, size), dtype=np.int64)
     whole = symbols.size - symbols.size % 4
     for i in range(0, whole, 4):
@@ -217,8 +218,8 @@ def bit_length(value: int) -> int:
 def _take(data: np.ndarray, buffer: int, filled: int, next_byte: int, width: int) -> tuple[int, int, int, int]:
     # Return the next ``width`` (0 to 32) bits from a bit buffer over
     # ``data`` and the buffer's new state. The low ``filled`` bits of
-    # ``buffer`` are the unread bits before byte ``next_byte``, MSB first;
-    # bits above them are stale and masked off. Past the end of ``data``
+    # ``buffer`` are the unread bits before byte ``next_byte``, MSB first.
+    # Bits above them are stale and masked off. Past the end of ``data``
     # the buffer reads zeros.
     if filled < width:
         while filled <= 48:

@@ -87,7 +87,7 @@ def _indices_above(scores: np.ndarray, threshold: np.ndarray, k: int) -> np.ndar
     # Per row: every score above the threshold, then the earliest scores
     # equal to it until k are kept, in index order.
     rows, count = scores.shape
-    kept = np.empty((rows, k), dtype=np.int64)
+    indices = np.empty((rows, k), dtype=np.int64)
     for row in range(rows):
         above = 0
         for i in range(count):
@@ -99,9 +99,9 @@ def _indices_above(scores: np.ndarray, threshold: np.ndarray, k: int) -> np.ndar
             score = scores[row, i]
             if score > threshold[row] or (score == threshold[row] and ties > 0):
                 ties -= score == threshold[row]
-                kept[row, written] = i
+                indices[row, written] = i
                 written += 1
-    return kept
+    return indices
 
 
 def select_units(energy: np.ndarray, mode: str, keep_ratio: float) -> np.ndarray:
@@ -113,9 +113,9 @@ def select_units(energy: np.ndarray, mode: str, keep_ratio: float) -> np.ndarray
         return top_k_indices(energy.sum(axis=1), kept_count(keep_ratio, positions))
     if mode == "channel-wise":
         # Rows are channels: their positions are renumbered as units c * P + p.
-        kept = top_k_indices(energy.reshape(count * channels, positions), kept_count(keep_ratio, positions))
-        kept += (np.arange(count * channels, dtype=np.int64)[:, None] % channels) * positions
-        return kept.reshape(count, -1)
+        units = top_k_indices(energy.reshape(count * channels, positions), kept_count(keep_ratio, positions))
+        units += (np.arange(count * channels, dtype=np.int64)[:, None] % channels) * positions
+        return units.reshape(count, -1)
     raise ValueError(f"invalid mode {mode!r}; valid: {', '.join(MODES)}")
 
 

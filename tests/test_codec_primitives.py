@@ -233,13 +233,13 @@ def test_code_bit_count_with_length_limit():
 @FAST
 @given(st.integers(1, 3), st.lists(st.integers(0, 3), min_size=1, max_size=40), st.integers(1, 40))
 def test_top_k_indices_match_stable_sort(rows, raw, k):
-    # Scores from a few small integers tie often; ties go to the lowest index.
+    # Scores from a few small integers tie often, and ties go to the lowest index.
     scores = np.array([raw[row:] + raw[:row] for row in range(rows)], dtype=np.float32)
     k = min(k, scores.shape[1])
-    kept = top_k_indices(scores, k)
+    indices = top_k_indices(scores, k)
     for row in range(rows):
         expected = np.sort(np.argsort(-scores[row], kind="stable")[:k])
-        assert kept[row].tolist() == expected.tolist()
+        assert indices[row].tolist() == expected.tolist()
 
 
 @pytest.mark.parametrize(
