@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,9 @@ from typing import Any
 import pytest
 import torch
 
-from experiments.train import main
+from experiments.train import augmented_batches, main
 from splitnet.checkpoint import load_checkpoint
-from splitnet.data import NORMALIZATION
+from splitnet.data import NORMALIZATION, ImageSet
 
 EPOCHS = 6
 
@@ -37,7 +38,7 @@ TRAIN_OPTIONS = [
 EXPECTED_METADATA_KEYS = {
     "arch", "num_classes", "class_names", "mean", "std", "input_size", "train_data", "train_images",
     "val_images", "seed", "epochs", "history", "val_accuracy", "test_accuracy", "test_images",
-    "wall_time_s", "machine", "command", "fingerprint", "initialized_from",
+    "wall_time_s", "machine", "command", "fingerprint", "initialized_from", "weight_averaging",
 }
 
 
@@ -210,3 +211,86 @@ def test_train_from_checkpoint(trained: TrainRun, tiny_image_folder: Path, tmp_p
     assert metadata["initialized_from"]["fingerprint"] == source["fingerprint"]
     assert source["fingerprint"] in run.output.with_suffix(".md").read_text()
     assert metadata["history"][0]["loss"] < source["history"][0]["loss"]
+
+
+@pytest.fixture(scope="module")
+def averaged(tiny_image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainRun:
+    base = tmp_path_factory.mktemp("averaged")
+    return run_train(tiny_image_folder, base / "run", base / "averaged.pt", ("--epochs", "3", "--swa-epochs", "2"))
+
+
+def test_averaging_metadata(averaged: TrainRun) -> None:
+    metadata = load_checkpoint(averaged.output).metadata
+
+    assert metadata["weight_averaging"]["snapshots"] == 2
+    assert metadata["weight_averaging"]["epochs"] == 2
+    assert metadata["weight_averaging"]["lr"] == 0.02
+    assert metadata["weight_averaging"]["last_iterate_val_accuracy"] == metadata["history"][-1]["val_accuracy"]
+    assert [entry["epoch"] for entry in metadata["history"]] == [1, 2, 3]
+    assert 0.0 <= metadata["val_accuracy"] <= 1.0
+    assert "| weight averaging | the last 2 epochs" in averaged.output.with_suffix(".md").read_text()
+
+
+def test_averaging_changes_weights(averaged: TrainRun, tiny_image_folder: Path, tmp_path: Path) -> None:
+    # The same three epochs without averaging end on other weights.
+    plain = run_train(tiny_image_folder, tmp_path / "run", tmp_path / "plain.pt", ("--epochs", "3"))
+
+    assert load_checkpoint(plain.output).metadata["weight_averaging"] is None
+    assert load_checkpoint(plain.output).fingerprint != load_checkpoint(averaged.output).fingerprint
+
+
+def test_averaging_rerun_same_weights(averaged: TrainRun) -> None:
+    # Rerunning a finished run recomputes the batch-norm statistics with the
+    # same seeded batches, so the checkpoint is the same.
+    options = ("--epochs", "3", "--swa-epochs", "2")
+    resumed = run_train(averaged.data, averaged.run_dir, averaged.output.with_name("again.pt"), options)
+
+    assert load_checkpoint(resumed.output).fingerprint == load_checkpoint(averaged.output).fingerprint
+
+
+def test_averaging_only_run(averaged: TrainRun, tiny_image_folder: Path, tmp_path: Path) -> None:
+    # --swa-epochs equal to --epochs runs no one-cycle schedule at all.
+    options = ("--epochs", "2", "--swa-epochs", "2", "--init-checkpoint", str(averaged.output))
+    run = run_train(tiny_image_folder, tmp_path / "run", tmp_path / "swa_only.pt", options)
+    metadata = load_checkpoint(run.output).metadata
+
+    assert metadata["weight_averaging"]["snapshots"] == 2
+    assert metadata["initialized_from"]["fingerprint"] == load_checkpoint(averaged.output).fingerprint
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--epochs", "2", "--swa-epochs", "3"), "invalid --swa-epochs 3: use 0 to --epochs 2"),
+        (("--epochs", "2", "--swa-epochs", "-1"), "invalid --swa-epochs -1"),
+        (("--epochs", "2", "--swa-epochs", "1", "--swa-lr", "0"), "invalid --swa-lr 0.0"),
+    ],
+)
+def test_rejects_bad_averaging_options(
+    tiny_image_folder: Path, tmp_path: Path, options: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        run_train(tiny_image_folder, tmp_path / "run", tmp_path / "bad.pt", options)
+
+
+def test_rejects_other_averaging_resume(averaged: TrainRun, tmp_path: Path) -> None:
+    output = tmp_path / "other.pt"
+    with pytest.raises(SystemExit, match="was written with --swa-epochs 2 --swa-lr 0.02"):
+        run_train(averaged.data, averaged.run_dir, output, ("--epochs", "3", "--swa-epochs", "1"))
+    with pytest.raises(SystemExit, match="has begun its weight-averaging epochs"):
+        run_train(averaged.data, averaged.run_dir, output, ("--epochs", "4", "--swa-epochs", "2"))
+
+
+def test_augmented_batches_cover_images() -> None:
+    # Each image gets a distinct constant value, which survives cropping at
+    # the centre pixel and flipping, so the batches can be traced back.
+    count = 10
+    images = torch.arange(count, dtype=torch.uint8).view(count, 1, 1, 1).expand(count, 3, 32, 32).contiguous()
+    image_set = ImageSet(images, torch.zeros(count, dtype=torch.long), ["only"], "synthetic")
+    batches = list(augmented_batches(image_set, 4, torch.Generator().manual_seed(0), (0.0,) * 3, (1 / 255,) * 3))
+
+    assert [batch.shape[0] for batch in batches] == [4, 4, 2]
+    assert all(batch.is_contiguous(memory_format=torch.channels_last) for batch in batches)
+    centres = torch.cat([batch[:, 0, 16, 16] for batch in batches]).round().long()
+    assert sorted(centres.tolist()) == list(range(count))
+    assert centres.tolist() != list(range(count))
