@@ -294,3 +294,12 @@ def test_augmented_batches_cover_images() -> None:
     centres = torch.cat([batch[:, 0, 16, 16] for batch in batches]).round().long()
     assert sorted(centres.tolist()) == list(range(count))
     assert centres.tolist() != list(range(count))
+
+
+def test_averaging_recomputes_batch_norm(averaged: TrainRun) -> None:
+    # The recomputation counts one batch per 4 of the 22 training images.
+    # Without it the averaged copy keeps the count of the untrained model, 0.
+    model = load_checkpoint(averaged.output).model
+
+    assert int(model.bn1.num_batches_tracked) == 6
+    assert int(model.layer4[1].bn2.num_batches_tracked) == 6
