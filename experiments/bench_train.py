@@ -1,7 +1,7 @@
 """Benchmark training speed: images per second of ResNet-18 training steps.
 
-Each configuration runs the step of ``python -m experiments.train`` (SGD with
-Nesterov momentum, label smoothing, channels_last) on random batches:
+Each configuration runs the training step of ``python -m experiments.train``
+(SGD with Nesterov momentum, label smoothing, channels_last) on random batches:
 float32, bf16 autocast, and bf16 autocast through ``torch.compile`` (the
 ``--compile`` option). The first steps warm up, and for the compiled model
 they include the compilation, which is reported on its own. Results go to
@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from experiments.train import build_optimizer, train_step
 from splitnet.model import ARCHITECTURES, build_model
 
 _LOGGER = logging.getLogger(__name__)
@@ -49,27 +50,22 @@ def time_config(config: str, args: argparse.Namespace) -> dict[str, Any]:
     model = build_model(args.arch, 10).to(memory_format=torch.channels_last)
     model.train()
     forward = torch.compile(model) if config.endswith("-compile") else model
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    optimizer = build_optimizer(model.parameters(), lr=0.05, weight_decay=5e-4)
     criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
     shape = (args.batch_size, 3, args.input_size, args.input_size)
     images = torch.randn(shape).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (args.batch_size,))
 
-    def step() -> None:
-        with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=config.startswith("bf16")):
-            loss = criterion(forward(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+    use_bf16 = config.startswith("bf16")
 
     started = time.perf_counter()
     for _ in range(args.warmup):
-        step()
+        train_step(forward, optimizer, criterion, images, labels, use_bf16)
     warmup_s = time.perf_counter() - started
 
     started = time.perf_counter()
     for _ in range(args.steps):
-        step()
+        train_step(forward, optimizer, criterion, images, labels, use_bf16)
     step_s = (time.perf_counter() - started) / args.steps
 
     return {

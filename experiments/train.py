@@ -33,7 +33,7 @@ import shlex
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +226,28 @@ def resume_schedule(
             scheduler.step()
 
 
+def build_optimizer(parameters: Iterable[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.SGD:
+    """Return the SGD optimizer of the recipe: Nesterov momentum 0.9 and weight decay."""
+    return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+
+
+def train_step(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    criterion: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    use_bf16: bool,
+) -> torch.Tensor:
+    """Run one optimizer step on a batch, under bf16 autocast if ``use_bf16``, and return its loss."""
+    with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        loss = criterion(forward(images), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
 def train_epoch(
     model: nn.Module,
     forward: Callable[[torch.Tensor], torch.Tensor],
@@ -264,11 +286,7 @@ def train_epoch(
         images = images.to(device).contiguous(memory_format=torch.channels_last)
         labels = train_set.labels[index].to(device)
 
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            loss = criterion(forward(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = train_step(forward, optimizer, criterion, images, labels, use_bf16)
         if scheduler is not None:
             scheduler.step()
 
@@ -326,8 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     steps_per_epoch = len(train_set) // args.batch_size
     if steps_per_epoch < 1:
         raise SystemExit(f"--batch-size {args.batch_size} exceeds the {len(train_set)} training images; lower it")
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
-                                weight_decay=args.weight_decay)
+    optimizer = build_optimizer(model.parameters(), args.lr, args.weight_decay)
     # The one-cycle schedule spans the epochs before the weight-averaging
     # ones. With --swa-epochs equal to --epochs there is no cycle at all,
     # which suits a run that starts from --init-checkpoint.

@@ -306,14 +306,26 @@ def test_averaging_recomputes_batch_norm(averaged: TrainRun) -> None:
 
 
 @pytest.mark.slow
-def test_train_compiled_matches_eager(tiny_image_folder: Path, tmp_path: Path) -> None:
+def test_train_compiled_matches_eager(
+    tiny_image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The compiled steps use other kernels than the eager ones, so the two
     # runs agree closely, not bit for bit: the epoch losses differed by 0.4%
     # and 0.8% on the development machine. The checkpoint loads, so its keys
     # are the plain model's and not those of the compiled wrapper.
+    compiled_modules = []
+    real_compile = torch.compile
+
+    def recording_compile(module: torch.nn.Module) -> Any:
+        compiled_modules.append(module)
+        return real_compile(module)
+
     options = ("--epochs", "2")
     eager = run_train(tiny_image_folder, tmp_path / "eager", tmp_path / "eager.pt", options)
+    monkeypatch.setattr(torch, "compile", recording_compile)
     compiled = run_train(tiny_image_folder, tmp_path / "compiled", tmp_path / "compiled.pt", (*options, "--compile"))
+
+    assert len(compiled_modules) == 1
 
     eager_losses = [entry["loss"] for entry in load_checkpoint(eager.output).metadata["history"]]
     compiled_losses = [entry["loss"] for entry in load_checkpoint(compiled.output).metadata["history"]]
